@@ -1,0 +1,251 @@
+"""Command line of ``train_ssl.py`` and ``train_weak.py``.
+
+Flags follow the published UniLVSeg scripts (``--data_path --mean --std --encoder --frames
+--period --mask_ratio --num_workers --batch_size --epochs --val_check_interval --seed
+--checkpoint``) and add ``--config FILE.yaml`` / ``--print_config`` (jsonargparse, every flag
+settable in the file), loggers, resume and Lightning Trainer pass-through flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+from unilvseg.errors import UserError
+
+log = logging.getLogger("unilvseg")
+
+PRETEXTS = ("temporal_masking", "anatomical_position")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logger = logging.getLogger("unilvseg")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[unilvseg] %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+def base_parser(prog: str, description: str) -> ArgumentParser:
+    from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
+
+    parser = ArgumentParser(prog=prog, description=description, default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these flags")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data_path", type=str | None, default=None, help="EchoNet-Dynamic folder (default: built-in phantom, generated once into the cache)")
+    data.add_argument("--mean", type=float, nargs=3, default=list(ECHONET_MEAN), help="per-channel mean of [0,1] pixels")
+    data.add_argument("--std", type=float, nargs=3, default=list(ECHONET_STD), help="per-channel std of [0,1] pixels")
+    data.add_argument("--frames", type=int, default=32, help="clip length T")
+    data.add_argument("--period", type=int, default=1, help="frame step inside a clip")
+    data.add_argument("--batch_size", type=int, default=4)
+    data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    data.add_argument("--augment", type=bool, default=True, help="rotation, pad-crop, brightness/contrast on training clips")
+    data.add_argument("--cache_dir", type=str | None, default="auto", help="decoded-frame cache (default: $UNILVSEG_CACHE/frames); null disables")
+    model = parser.add_argument_group("model")
+    model.add_argument("--encoder", type=str, default="3d_unet_small", help="network: 3d_unet, 3d_unet_small, monai_3d_unet, 3d_unet_tiny or an smp encoder (super-image)")
+    model.add_argument("--width", type=int | None, default=None, help="base channel width override (tiny models)")
+    model.add_argument("--encoder_weights", type=str | None, default=None, help="local weights file for a super-image encoder (no downloads)")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--lr", type=float, default=1e-3)
+    optim.add_argument("--weight_decay", type=float, default=1e-4)
+    optim.add_argument("--epochs", type=int, default=5)
+    optim.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    run.add_argument("--run_dir", type=str | None, default=None, help="output folder (default runs/<kind>/<timestamp>)")
+    run.add_argument("--resume", type=str | None, default=None, help="last.ckpt of an interrupted run of the same kind")
+    run.add_argument("--logger", type=str, default="csv", help="csv, tensorboard or wandb (offline without a key)")
+    run.add_argument("--progress_bar", type=bool, default=True)
+    trainer = parser.add_argument_group("Lightning Trainer pass-through")
+    trainer.add_argument("--accelerator", type=str, default="auto")
+    trainer.add_argument("--devices", type=str, default="auto")
+    trainer.add_argument("--strategy", type=str, default="auto")
+    trainer.add_argument("--precision", type=str | None, default=None, help="e.g. 32-true, bf16-mixed, 16-mixed")
+    trainer.add_argument("--val_check_interval", type=float | int, default=1.0)
+    trainer.add_argument("--limit_train_batches", type=float | int | None, default=None)
+    trainer.add_argument("--limit_val_batches", type=float | int | None, default=None)
+    trainer.add_argument("--max_steps", type=int, default=-1)
+    trainer.add_argument("--max_time", type=str | None, default=None, help="wall-clock budget, DD:HH:MM:SS")
+    trainer.add_argument("--accumulate_grad_batches", type=int, default=1)
+    trainer.add_argument("--gradient_clip_val", type=float | None, default=None)
+    return parser
+
+
+def ssl_parser() -> ArgumentParser:
+    parser = base_parser("train_ssl.py", "Self-supervised pre-training (temporal masking or anatomical position).")
+    group = parser.add_argument_group("self-supervision")
+    group.add_argument("--pretext", type=str, default="temporal_masking", help=f"one of {', '.join(PRETEXTS)}")
+    group.add_argument("--mask_ratio", type=float, default=0.6, help="fraction of frames hidden (temporal masking)")
+    group.add_argument("--loss_on", type=str, default="all", help="all (published) or masked frames only")
+    group.add_argument("--external_dir", type=list[str], default=[], help="extra folders of unlabelled videos")
+    group.add_argument("--reconstruction_weight", type=float, default=0.0, help="anatomical_position: add temporal-masking reconstruction (multi-task)")
+    parser.set_defaults(epochs=3)
+    return parser
+
+
+def weak_parser() -> ArgumentParser:
+    parser = base_parser("train_weak.py", "Weakly supervised LV segmentation from the ED/ES tracings.")
+    group = parser.add_argument_group("weak supervision")
+    group.add_argument("--checkpoint", type=str | None, default=None, help="pre-training checkpoint to start from")
+    group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="dice and/or bce")
+    group.add_argument("--labels", type=str, default="tracings", help="tracings, or pseudo for label-free training (see train_labelfree.py)")
+    group.add_argument("--train_videos", type=int | None, default=None, help="use only n labelled training videos (seeded subset)")
+    return parser
+
+
+def _check_flags(args: Namespace) -> None:
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.resume and getattr(args, "checkpoint", None):
+        log.info("--resume given: --checkpoint is ignored (the run's own weights are restored)")
+
+
+def build_datamodule(args: Namespace, scheme: str, **extra):
+    from unilvseg.data.dataset import EchoNetDataModule
+
+    return EchoNetDataModule(
+        data_path=args.data_path,
+        scheme=scheme,
+        frames=args.frames,
+        period=args.period,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        mean=args.mean,
+        std=args.std,
+        augment=args.augment,
+        cache_dir=args.cache_dir,
+        **extra,
+    )
+
+
+def network_kwargs(args: Namespace) -> dict:
+    return dict(encoder=args.encoder, frames=args.frames, width=args.width, encoder_weights=args.encoder_weights, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentParser) -> int:
+    """Validate everything, then create the run folder, train, and print where results are."""
+    import lightning as L
+
+    from unilvseg.io import write_text
+    from unilvseg.training import make_trainer, resume_step_of
+
+    _check_flags(args)
+    resume_step = resume_step_of(args.resume) if args.resume else None
+    L.seed_everything(args.seed, workers=True, verbose=False)
+    # Data and network are built (and their errors raised) before anything is written.
+    task, datamodule = build(args)
+    datamodule.index  # noqa: B018 - reads and validates the dataset now
+    datamodule.records("train"), datamodule.records("val")
+
+    if args.resume:
+        run_dir = Path(args.resume).resolve().parent.parent
+    else:
+        run_dir = Path(args.run_dir or Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S"))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = parser.dump(args, skip_none=False)
+    write_text(config, run_dir / "config.yaml")
+    trainer = make_trainer(
+        run_dir,
+        monitor=getattr(task, "monitor", "val_loss"),
+        mode="max" if getattr(task, "monitor", "val_loss").startswith("val_dice") else "min",
+        epochs=args.epochs,
+        logger=args.logger,
+        resume_step=resume_step,
+        progress_bar=args.progress_bar,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        strategy=args.strategy,
+        precision=args.precision,
+        val_check_interval=args.val_check_interval,
+        limit_train_batches=args.limit_train_batches,
+        limit_val_batches=args.limit_val_batches,
+        max_steps=args.max_steps,
+        max_time=args.max_time,
+        accumulate_grad_batches=args.accumulate_grad_batches,
+        gradient_clip_val=args.gradient_clip_val,
+        deterministic="warn",
+    )
+    trainer.fit(task, datamodule=datamodule, ckpt_path=args.resume)
+    best = run_dir / "checkpoints" / "best.ckpt"
+    log.info("run folder: %s", run_dir)
+    log.info("best checkpoint: %s (%s)", best, _best_score(trainer))
+    if kind == "ssl":
+        log.info("next: python train_weak.py --checkpoint %s", best)
+    return 0
+
+
+def _best_score(trainer) -> str:
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor and callback.best_model_score is not None:
+            return f"{callback.monitor}={float(callback.best_model_score):.4f}"
+    return "no validation score"
+
+
+def build_ssl(args: Namespace):
+    from unilvseg.tasks.ssl import TemporalMaskingTask
+
+    if args.pretext not in PRETEXTS:
+        raise UserError(f"--pretext {args.pretext!r}: expected one of {', '.join(PRETEXTS)}")
+    if args.pretext == "temporal_masking":
+        task = TemporalMaskingTask(mask_ratio=args.mask_ratio, loss_on=args.loss_on, **network_kwargs(args))
+        return task, build_datamodule(args, "ssl", external_dirs=args.external_dir)
+    from unilvseg.tasks.anatomical import AnatomicalPositionTask
+
+    task = AnatomicalPositionTask(mask_ratio=args.mask_ratio, reconstruction_weight=args.reconstruction_weight, **network_kwargs(args))
+    return task, build_datamodule(args, "dense", external_dirs=args.external_dir, **task.data_targets())
+
+
+def build_weak(args: Namespace):
+    from unilvseg.tasks.weak import WeakSegmentationTask
+
+    if args.labels != "tracings":
+        raise UserError(f"--labels {args.labels!r}: train_weak.py trains from tracings; use --labels pseudo through train_labelfree.py")
+    checkpoint = None if args.resume else args.checkpoint
+    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, **network_kwargs(args))
+    return task, build_datamodule(args, "weak", train_videos=args.train_videos, subset_seed=args.seed)
+
+
+def _main(argv, parser_factory, kind, build) -> int:
+    setup_logging()
+    parser = parser_factory()
+    try:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        args = parser.parse_args(_with_run_config(argv))
+        return run_training(args, kind, build, parser)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _with_run_config(argv: list[str]) -> list[str]:
+    """On --resume without --config, start from the interrupted run's own config.yaml."""
+    if "--resume" in argv and "--config" not in argv:
+        resume = argv[argv.index("--resume") + 1] if argv.index("--resume") + 1 < len(argv) else None
+        if resume:
+            config = Path(resume).resolve().parent.parent / "config.yaml"
+            if config.is_file():
+                return ["--config", str(config)] + argv
+    return argv
+
+
+def main_ssl(argv=None) -> int:
+    return _main(argv, ssl_parser, "ssl", build_ssl)
+
+
+def main_weak(argv=None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--labels" in argv and argv.index("--labels") + 1 < len(argv) and argv[argv.index("--labels") + 1] == "pseudo":
+        from unilvseg.cli.labelfree import main as labelfree_main
+
+        rest = list(argv)
+        i = rest.index("--labels")
+        del rest[i : i + 2]
+        return labelfree_main(rest)
+    return _main(argv, weak_parser, "weak", build_weak)

@@ -1,0 +1,316 @@
+"""One clip dataset and one DataModule for every training scheme.
+
+What differs between schemes is two choices, not a class each:
+- ``clip``: how a clip is placed in its video (``random`` anywhere, ``traced_random`` around a
+  traced frame for weak training, ``traced_centred`` deterministic around a traced frame for
+  evaluation, ``centred`` deterministic around the middle of the video);
+- ``targets``: what comes with the clip (nothing for self-supervision, the ED/ES tracings for
+  weak supervision, or any :class:`ClipTargets` callable: pseudo-labels, position maps).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from unilvseg.data.augment import NO_AUGMENT, ClipAugment
+from unilvseg.data.clips import ClipSampler
+from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
+from unilvseg.data.tracings import tracing_mask
+from unilvseg.data.video import FrameCache, resize_frames
+from unilvseg.errors import DataError, UserError
+
+log = logging.getLogger("unilvseg")
+
+# EchoNet-Dynamic pixel statistics on [0, 1] pixels, as used by UniLVSeg.
+ECHONET_MEAN = (0.12741163, 0.1279413, 0.12912785)
+ECHONET_STD = (0.19557191, 0.19562256, 0.1965878)
+
+CLIP_PLACEMENTS = ("random", "traced_random", "traced_centred", "centred")
+PHASES = {"ED": 1, "ES": 2}
+
+
+class ClipTargets(Protocol):
+    """Targets for a clip: ``{"mask": (T, H, W), "labelled": (T,) bool, optional "phase": (T,)}``.
+
+    ``frames`` are the clip's uint8 (T, H, W, 3) frames, ``phase`` is the traced phase the item
+    was built around (None for non-traced placements). Masks are warped with the video.
+    """
+
+    def __call__(self, record: VideoRecord, frame_index: np.ndarray, frames: np.ndarray, phase: str | None) -> dict: ...
+
+
+class TracingTargets:
+    """Weak supervision: masks only at the traced ED/ES frames inside the clip."""
+
+    def __init__(self, size: tuple[int, int] = (112, 112)):
+        self.size = tuple(size)
+
+    def __call__(self, record, frame_index, frames, phase):
+        height, width = self.size
+        mask = np.zeros((len(frame_index), height, width), dtype=np.uint8)
+        labelled = np.zeros(len(frame_index), dtype=bool)
+        phases = np.zeros(len(frame_index), dtype=np.int64)
+        for name, frame in record.traced_frames.items():
+            # Evaluation items score only the phase they were built around, so ED and ES each
+            # count once per video; training uses every traced frame that falls in the clip.
+            if phase is not None and phase.startswith("only:") and name != phase[5:]:
+                continue
+            hits = np.flatnonzero(frame_index == frame)[:1]  # padded clips repeat the last frame
+            if not len(hits):
+                continue
+            rows = record.ed_rows if name == "ED" else record.es_rows
+            traced = tracing_mask(rows, record.height, record.width)
+            if traced.shape != (height, width):
+                traced = resize_frames(traced[None], (height, width), nearest=True)[0]
+            mask[hits] = traced
+            labelled[hits] = True
+            phases[hits] = PHASES[name]
+        return {"mask": mask, "labelled": labelled, "phase": phases}
+
+
+@dataclass
+class _Item:
+    record: VideoRecord
+    phase: str | None = None
+
+
+class EchoClipDataset(Dataset):
+    """Clips of ``sampler.frames`` frames as dicts of tensors (see :func:`collate_clips`).
+
+    A video that fails to decode is skipped, not fatal: the item comes back as ``None`` with a
+    logged warning and :func:`collate_clips` counts it, so one broken file cannot end a run.
+    """
+
+    def __init__(
+        self,
+        index: DatasetIndex | Sequence[VideoRecord],
+        sampler: ClipSampler,
+        clip: str = "random",
+        targets: ClipTargets | str | None = None,
+        augment: ClipAugment | None = None,
+        cache: FrameCache | None = None,
+        mean: Sequence[float] = ECHONET_MEAN,
+        std: Sequence[float] = ECHONET_STD,
+        size: tuple[int, int] = (112, 112),
+    ):
+        if clip not in CLIP_PLACEMENTS:
+            raise UserError(f"clip placement {clip!r}: expected one of {CLIP_PLACEMENTS}")
+        records = list(index.records if isinstance(index, DatasetIndex) else index)
+        self.sampler = sampler
+        self.clip = clip
+        self.size = tuple(size)
+        self.targets = TracingTargets(self.size) if targets == "tracings" else targets
+        self.augment = augment or NO_AUGMENT
+        self.cache = cache or FrameCache(size=self.size)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        if clip.startswith("traced"):
+            records = [r for r in records if r.traced]
+        if clip == "traced_centred":
+            self.items = [_Item(r, f"only:{p}") for r in records for p in ("ED", "ES")]
+        else:
+            self.items = [_Item(r) for r in records]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _rng(self) -> np.random.Generator:
+        # Drawn from torch's generator so Lightning's seeding (main process and per-worker
+        # seeds) makes clips reproducible, yet different every epoch.
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+
+    def frame_index(self, item: _Item, n_frames: int, rng: np.random.Generator) -> np.ndarray:
+        record = item.record
+        if self.clip == "random":
+            return self.sampler.random_clip(n_frames, rng)
+        if self.clip == "centred":
+            return self.sampler.centred_clip(n_frames, n_frames // 2)
+        if self.clip == "traced_random":
+            frame = record.ed_frame if rng.random() < 0.5 else record.es_frame
+            return self.sampler.clip_containing(n_frames, frame, rng)
+        frame = record.traced_frames[item.phase[5:]]
+        return self.sampler.centred_clip(n_frames, frame)
+
+    def __getitem__(self, i: int) -> dict | None:
+        item = self.items[i]
+        record = item.record
+        rng = self._rng()
+        try:
+            video = self.cache.frames(record.path)
+        except DataError as error:
+            log.warning("skipping video in this batch: %s", error)
+            return None
+        frame_index = self.frame_index(item, len(video), rng)
+        frames = np.asarray(video[frame_index])  # reads only these frames from the memory map
+        sample = {"file_name": record.file_name, "frame_index": torch.from_numpy(frame_index.astype(np.int64))}
+        target = self.targets(record, frame_index, frames, item.phase) if self.targets is not None else None
+
+        clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)  # (T, 3, H, W)
+        masks = torch.from_numpy(np.asarray(target["mask"]))[:, None] if target is not None else None
+        if self.augment.enabled:
+            clip, masks = self.augment(clip, masks, rng)
+        clip = (clip - self.mean) / self.std
+        sample["video"] = clip.permute(1, 2, 3, 0).contiguous()  # (3, H, W, T)
+        if target is not None:
+            sample["mask"] = masks.permute(1, 2, 3, 0).contiguous()  # (1, H, W, T)
+            sample["labelled"] = torch.as_tensor(np.asarray(target["labelled"], dtype=bool))
+            phase = target.get("phase")
+            sample["phase"] = torch.as_tensor(
+                np.zeros(len(frame_index), dtype=np.int64) if phase is None else np.asarray(phase, dtype=np.int64)
+            )
+        return sample
+
+
+def collate_clips(items: list[dict | None]) -> dict:
+    """Stack clip dicts; ``skipped`` counts items whose video failed to decode."""
+    kept = [item for item in items if item is not None]
+    batch: dict = {"skipped": torch.tensor(len(items) - len(kept))}
+    if not kept:
+        return batch
+    for key in kept[0]:
+        values = [item[key] for item in kept]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+SCHEMES = {
+    # scheme: (train placement, val placement, targets)
+    "ssl": ("random", "centred", None),
+    "weak": ("traced_random", "traced_centred", "tracings"),
+    "dense": ("random", "centred", None),  # targets supplied by the task (pseudo-labels, positions)
+}
+
+
+class EchoNetDataModule(L.LightningDataModule):
+    """Train/val/test loaders for one training scheme over an EchoNet-Dynamic folder.
+
+    ``data_path=None`` uses the built-in phantom (generated once into the cache folder).
+    ``external_dirs`` add plain folders of unlabelled videos to self-supervised training.
+    ``train_videos`` keeps the first n training videos of a seeded shuffle (low-label studies).
+    """
+
+    def __init__(
+        self,
+        data_path: str | Path | None = None,
+        scheme: str = "weak",
+        frames: int = 32,
+        period: int = 1,
+        batch_size: int = 4,
+        num_workers: int = 0,
+        mean: Sequence[float] = ECHONET_MEAN,
+        std: Sequence[float] = ECHONET_STD,
+        augment: bool | ClipAugment = True,
+        external_dirs: Sequence[str | Path] = (),
+        train_targets: ClipTargets | None = None,
+        val_targets: ClipTargets | None = None,
+        train_videos: int | None = None,
+        subset_seed: int = 0,
+        cache_dir: str | Path | None = "auto",
+        size: tuple[int, int] = (112, 112),
+    ):
+        super().__init__()
+        if scheme not in SCHEMES:
+            raise UserError(f"scheme {scheme!r}: expected one of {tuple(SCHEMES)}")
+        if batch_size < 1:
+            raise UserError(f"--batch_size must be >= 1, got {batch_size}")
+        if num_workers < 0:
+            raise UserError(f"--num_workers must be >= 0, got {num_workers}")
+        for name, values in (("--mean", mean), ("--std", std)):
+            if len(values) != 3:
+                raise UserError(f"{name} needs 3 values (one per channel), got {len(values)}")
+        if any(s <= 0 for s in std):
+            raise UserError(f"--std values must be positive, got {list(std)}")
+        self.data_path = data_path
+        self.scheme = scheme
+        self.sampler = ClipSampler(frames, period)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.augment = augment if isinstance(augment, ClipAugment) else (ClipAugment() if augment else NO_AUGMENT)
+        self.external_dirs = [Path(d) for d in external_dirs]
+        self.train_targets = train_targets
+        self.val_targets = val_targets
+        self.train_videos = train_videos
+        self.subset_seed = subset_seed
+        self.size = tuple(size)
+        self.cache = FrameCache(cache_dir, size=self.size)
+        self._index: DatasetIndex | None = None
+
+    @property
+    def root(self) -> Path:
+        if self.data_path is None:
+            from unilvseg.data.phantom import default_data_path
+
+            self.data_path = default_data_path()
+        return Path(self.data_path)
+
+    @property
+    def index(self) -> DatasetIndex:
+        if self._index is None:
+            self._index = load_index(self.root, require_tracings=self.scheme == "weak")
+            log.info(
+                "%s: %d videos (%s), skipped: %s",
+                self.root,
+                len(self._index),
+                ", ".join(f"{s} {sum(r.split == s for r in self._index.records)}" for s in ("train", "val", "test")),
+                self._index.skip_summary(),
+            )
+        return self._index
+
+    def records(self, split: str) -> list[VideoRecord]:
+        records = self.index.split(split).records
+        if split == "train":
+            if self.scheme == "ssl":
+                for folder in self.external_dirs:
+                    records = records + index_video_folder(folder).records
+            if self.train_videos is not None:
+                if self.train_videos < 1:
+                    raise UserError(f"--train_videos must be >= 1, got {self.train_videos}")
+                order = np.random.default_rng(self.subset_seed).permutation(len(records))
+                records = [records[i] for i in sorted(order[: self.train_videos])]
+        if not records:
+            raise DataError(f"{self.root}: split {split!r} has no usable videos for {self.scheme} training")
+        return records
+
+    def dataset(self, split: str, train: bool) -> EchoClipDataset:
+        train_clip, eval_clip, targets = SCHEMES[self.scheme]
+        custom = self.train_targets if train else self.val_targets
+        return EchoClipDataset(
+            self.records(split),
+            self.sampler,
+            clip=train_clip if train else eval_clip,
+            targets=custom if custom is not None else targets,
+            augment=self.augment if train else NO_AUGMENT,
+            cache=self.cache,
+            mean=self.mean,
+            std=self.std,
+            size=self.size,
+        )
+
+    def _loader(self, dataset: EchoClipDataset, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_clips,
+            persistent_workers=self.num_workers > 0,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("train", train=True), shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val", train=False), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("test", train=False), shuffle=False)

@@ -1,0 +1,224 @@
+"""Dataset index: which videos exist, their split, traced frames and ED/ES assignment.
+
+``load_index`` reads an EchoNet-Dynamic folder (``FileList.csv``, ``VolumeTracings.csv``,
+``Videos/``); ``index_video_folder`` reads a plain folder of videos (EchoNet's EXTERNAL_TEST
+style). Problems a user can fix in the files are errors naming the file and row; problems that
+EchoNet itself has in a handful of videos (too few traced frames, a missing video) are counted,
+logged skips, listed in ``DatasetIndex.skipped``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unilvseg.data.tracings import TracedVideo, ed_es_frames, read_tracings
+from unilvseg.errors import DataError
+
+log = logging.getLogger("unilvseg")
+
+SPLITS = ("train", "val", "test")
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
+
+
+@dataclass
+class VideoRecord:
+    file_name: str  # without extension, as in FileList.csv
+    path: Path
+    split: str  # train / val / test / external
+    n_frames: int | None = None  # from FileList; the decoded video is authoritative
+    height: int = 112
+    width: int = 112
+    fps: float | None = None
+    ef: float | None = None
+    edv: float | None = None
+    esv: float | None = None
+    ed_frame: int | None = None
+    es_frame: int | None = None
+    ed_rows: np.ndarray | None = None
+    es_rows: np.ndarray | None = None
+
+    @property
+    def traced(self) -> bool:
+        return self.ed_frame is not None and self.es_frame is not None
+
+    @property
+    def traced_frames(self) -> dict[str, int]:
+        return {"ED": self.ed_frame, "ES": self.es_frame} if self.traced else {}
+
+
+@dataclass
+class DatasetIndex:
+    records: list[VideoRecord]
+    root: Path
+    skipped: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def split(self, name: str) -> "DatasetIndex":
+        name = name.lower()
+        keep = self.records if name == "all" else [r for r in self.records if r.split == name]
+        return DatasetIndex(keep, self.root, self.skipped)
+
+    def by_name(self) -> dict[str, VideoRecord]:
+        return {r.file_name: r for r in self.records}
+
+    def skip_summary(self) -> str:
+        return ", ".join(f"{len(v)} {k}" for k, v in self.skipped.items() if v) or "none"
+
+
+def _read_filelist(root: Path) -> pd.DataFrame:
+    path = root / "FileList.csv"
+    if not path.is_file():
+        raise DataError(f"{path}: FileList.csv not found (is --data_path an EchoNet-Dynamic folder?)")
+    try:
+        table = pd.read_csv(path, encoding="utf-8-sig", dtype={"FileName": str, "Split": str})
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot parse CSV ({error})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    for column in ("FileName", "Split"):
+        if column not in table.columns:
+            raise DataError(f"{path}: column {column!r} missing (header: {','.join(table.columns)})")
+    if table.empty:
+        raise DataError(f"{path}: no videos listed")
+    table["FileName"] = table["FileName"].astype(str).str.strip().str.replace(r"\.avi$", "", regex=True, case=False)
+    table["Split"] = table["Split"].astype(str).str.strip().str.lower()
+    unknown = ~table["Split"].isin(SPLITS)
+    if unknown.any():
+        rows = (np.flatnonzero(unknown) + 2)[:5].tolist()
+        values = sorted(set(table.loc[unknown, "Split"]))[:5]
+        raise DataError(f"{path}: unknown Split {values} at line(s) {rows}; expected TRAIN, VAL or TEST (any case)")
+    duplicated = table["FileName"].duplicated(keep=False)
+    if duplicated.any():
+        names = sorted(set(table.loc[duplicated, "FileName"]))
+        rows = (np.flatnonzero(duplicated) + 2)[:6].tolist()
+        raise DataError(f"{path}: FileName listed more than once: {names[:5]} (lines {rows})")
+    return table
+
+
+def _number(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def load_index(
+    data_path: str | Path,
+    split: str | None = None,
+    require_tracings: bool = True,
+) -> DatasetIndex:
+    """Index an EchoNet-Dynamic folder.
+
+    ``split``: train / val / test / all (None = all). With ``require_tracings`` (supervised
+    modes) videos without two valid traced frames are skipped, counted and logged; without it
+    (self-supervised, prediction) every listed video is kept and tracings are attached where valid.
+    """
+    root = Path(data_path)
+    if not root.exists():
+        raise DataError(f"--data_path {root}: folder does not exist")
+    if not root.is_dir():
+        raise DataError(f"--data_path {root}: is a file, expected an EchoNet-Dynamic folder")
+    table = _read_filelist(root)
+    tracings = read_tracings(root) if (require_tracings or (root / "VolumeTracings.csv").exists()) else {}
+    videos_dir = root / "Videos"
+    if not videos_dir.is_dir():
+        raise DataError(f"{videos_dir}: Videos folder not found")
+    split = (split or "all").lower()
+    if split not in SPLITS + ("all",):
+        raise DataError(f"--split {split!r}: expected one of train, val, test, all")
+
+    skipped: dict[str, list[str]] = {"missing_video": [], "empty_video": [], "untraced": [], "bad_tracing": []}
+    records = []
+    for row in table.itertuples(index=False):
+        row = row._asdict()
+        if split != "all" and row["Split"] != split:
+            continue
+        name = row["FileName"]
+        path = videos_dir / f"{name}.avi"
+        if not path.is_file():
+            skipped["missing_video"].append(name)
+            continue
+        if path.stat().st_size == 0:
+            skipped["empty_video"].append(name)
+            continue
+        n_frames = _number(row.get("NumberOfFrames"))
+        record = VideoRecord(
+            file_name=name,
+            path=path,
+            split=row["Split"],
+            n_frames=int(n_frames) if n_frames else None,
+            height=int(_number(row.get("FrameHeight")) or 112),
+            width=int(_number(row.get("FrameWidth")) or 112),
+            fps=_number(row.get("FPS")),
+            ef=_number(row.get("EF")),
+            edv=_number(row.get("EDV")),
+            esv=_number(row.get("ESV")),
+        )
+        problem = _attach_tracings(record, tracings.get(name))
+        if problem is not None:
+            reason, message = problem
+            if require_tracings:
+                skipped[reason].append(name)
+                log.debug("skipping %s: %s", name, message)
+                continue
+        records.append(record)
+
+    for reason, names in skipped.items():
+        if names:
+            log.warning(
+                "%s: skipped %d video(s) (%s), e.g. %s", root, len(names), reason.replace("_", " "), ", ".join(names[:3])
+            )
+    if not records:
+        raise DataError(
+            f"{root}: no usable videos in split {split!r} (skipped: "
+            + (", ".join(f"{len(v)} {k}" for k, v in skipped.items() if v) or "none")
+            + ")"
+        )
+    return DatasetIndex(records, root, skipped)
+
+
+def _attach_tracings(record: VideoRecord, traced: TracedVideo | None) -> tuple[str, str] | None:
+    """Set ED/ES on the record; return (skip reason, message) when the tracings are unusable."""
+    if traced is None or not traced.frames:
+        detail = "; ".join(traced.problems) if traced and traced.problems else "no traced frames"
+        return ("bad_tracing" if traced and traced.problems else "untraced"), detail
+    frames = dict(traced.frames)
+    if record.n_frames is not None:
+        beyond = [f for f in frames if f >= record.n_frames]
+        for frame in beyond:
+            frames.pop(frame)
+        if beyond:
+            traced = TracedVideo(frames, traced.problems + [f"traced frame(s) {beyond} past the end ({record.n_frames} frames)"])
+    if len(frames) < 2:
+        reason = "bad_tracing" if traced.problems else "untraced"
+        return reason, f"{len(frames)} usable traced frame(s); {'; '.join(traced.problems)}"
+    ed, es = ed_es_frames(TracedVideo(frames))
+    if ed == es:
+        return "bad_tracing", "traced polygons have equal area"
+    record.ed_frame, record.es_frame = ed, es
+    record.ed_rows, record.es_rows = frames[ed], frames[es]
+    return None
+
+
+def index_video_folder(folder: str | Path) -> DatasetIndex:
+    """Index a plain folder of videos (no CSVs): every video is an unlabelled 'external' record."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--external_dir {folder}: not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    empty = [p.stem for p in paths if p.stat().st_size == 0]
+    records = [VideoRecord(file_name=p.stem, path=p, split="external") for p in paths if p.stat().st_size > 0]
+    if empty:
+        log.warning("%s: skipped %d empty video file(s), e.g. %s", folder, len(empty), ", ".join(empty[:3]))
+    if not records:
+        raise DataError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)}) found")
+    return DatasetIndex(records, folder, {"empty_video": empty})

@@ -1,0 +1,164 @@
+"""Stage 2 of label-free segmentation: quality control of weak (or predicted) LV labels.
+
+A frame's label passes when it is exactly one connected blob of plausible size (relative to the
+ultrasound fan), plausible shape (solidity, elongation) and does not jump in area against the
+neighbouring frames of the same clip. Only passing frames become pseudo-labels for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from unilvseg.errors import UserError
+
+_PLANE8 = np.zeros((3, 3, 3), dtype=bool)
+_PLANE8[1] = True
+
+
+@dataclass(frozen=True)
+class QCResult:
+    """``passed`` bool (T,); ``reasons[t]`` lists why frame t failed (empty when it passed);
+    ``metrics`` holds the per-frame numbers behind the decisions."""
+
+    passed: np.ndarray
+    reasons: list[list[str]]
+    metrics: dict[str, np.ndarray]
+
+    @property
+    def pass_rate(self) -> float:
+        return float(self.passed.mean()) if self.passed.size else 0.0
+
+    def to_frame(self):
+        """One row per frame: passed, reasons ("" when passed) and every metric."""
+        import pandas as pd
+
+        table = pd.DataFrame({"frame": np.arange(len(self.passed)), "passed": self.passed})
+        table["reasons"] = [";".join(reasons) for reasons in self.reasons]
+        for name, values in self.metrics.items():
+            table[name] = values
+        return table
+
+
+def _solidity(stack: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """Area / convex-hull area (pixel counts, as skimage's regionprops) of the listed frames."""
+    from skimage.measure import regionprops
+
+    solidity = np.full(stack.shape[0], np.nan)
+    for index in frames:  # convex hulls have no vectorised form; one cheap call per frame
+        solidity[index] = regionprops(stack[index].astype(np.uint8))[0].solidity
+    return solidity
+
+
+def _elongation(stack: np.ndarray, area: np.ndarray) -> np.ndarray:
+    """Major / minor axis ratio of each frame's mask from second moments (nan when empty)."""
+    height, width = stack.shape[1:]
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    weights = stack.astype(np.float64)
+    safe = np.maximum(area, 1)
+    mean_x = (weights * xs).sum(axis=(1, 2)) / safe
+    mean_y = (weights * ys).sum(axis=(1, 2)) / safe
+    cov_xx = (weights * xs * xs).sum(axis=(1, 2)) / safe - mean_x**2 + 1 / 12  # + pixel extent
+    cov_yy = (weights * ys * ys).sum(axis=(1, 2)) / safe - mean_y**2 + 1 / 12
+    cov_xy = (weights * xs * ys).sum(axis=(1, 2)) / safe - mean_x * mean_y
+    half_trace, det = 0.5 * (cov_xx + cov_yy), cov_xx * cov_yy - cov_xy**2
+    root = np.sqrt(np.maximum(half_trace**2 - det, 0))
+    ratio = np.sqrt((half_trace + root) / np.maximum(half_trace - root, 1e-6))
+    return np.where(area > 0, ratio, np.nan)
+
+
+def running_median(values: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
+    """Median of ``values`` over a centred window, using only ``valid`` entries (nan if none)."""
+    count = len(values)
+    half = window // 2
+    padded = np.full(count + 2 * half, np.nan)
+    padded[half : half + count] = np.where(valid, values, np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan windows give nan
+            return np.nanmedian(windows, axis=1)
+
+
+def quality_control(
+    masks: np.ndarray,
+    sector=None,
+    min_area_frac: float = 0.03,
+    max_area_frac: float = 0.45,
+    min_solidity: float = 0.75,
+    elongation_range: tuple[float, float] = (1.0, 4.0),
+    max_area_jump: float = 0.35,
+    window: int = 9,
+) -> QCResult:
+    """Per-frame quality control of LV labels ``masks`` (T, H, W) of one clip.
+
+    ``sector`` (a :class:`~unilvseg.labelfree.classical.SectorGeometry` or an (H, W) bool fan
+    mask) sets the reference area; without it the whole image is the reference. A frame fails
+    for: ``empty``; ``components=N`` (N != 1); ``area_small`` / ``area_large`` (area / reference
+    outside [min_area_frac, max_area_frac]); ``solidity`` (< min_solidity); ``elongation``
+    (major/minor outside ``elongation_range``); ``area_jump`` (area differs by more than
+    ``max_area_jump`` relative to the running median of the single-blob frames within
+    ``window`` frames).
+    """
+    masks = np.asarray(masks)
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim != 3:
+        raise UserError(f"masks must be (T, H, W); got shape {masks.shape}")
+    if not 0 <= min_area_frac < max_area_frac:
+        raise UserError(f"need 0 <= min_area_frac < max_area_frac, got {min_area_frac}, {max_area_frac}")
+    if window < 1:
+        raise UserError(f"window must be >= 1, got {window}")
+    stack = masks > 0
+    frames = stack.shape[0]
+    if sector is None:
+        reference = float(stack.shape[1] * stack.shape[2])
+    else:
+        fan = getattr(sector, "mask", sector)
+        if fan.shape != stack.shape[1:]:
+            raise UserError(f"sector mask {fan.shape} does not match masks {stack.shape[1:]}")
+        reference = float(max(np.count_nonzero(fan), 1))
+
+    labels, count = ndimage.label(stack, structure=_PLANE8)
+    frame_of_label = np.zeros(count + 1, np.int64)
+    frame_of_label[labels.ravel()] = np.repeat(np.arange(frames), stack.shape[1] * stack.shape[2])
+    components = np.bincount(frame_of_label[1:], minlength=frames)[:frames]
+    area = stack.sum(axis=(1, 2)).astype(np.float64)
+    area_frac = area / reference
+    single = components == 1
+    solidity = _solidity(stack, np.flatnonzero(single))
+    elongation = _elongation(stack, area)
+    baseline = running_median(area, single, max(window, 1) | 1)  # odd window
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jump = np.abs(area / baseline - 1.0)
+
+    checks = {
+        "empty": area == 0,
+        "components": (area > 0) & ~single,
+        "area_small": (area > 0) & (area_frac < min_area_frac),
+        "area_large": area_frac > max_area_frac,
+        "solidity": single & (solidity < min_solidity),
+        "elongation": single & ((elongation < elongation_range[0]) | (elongation > elongation_range[1])),
+        "area_jump": single & np.isfinite(jump) & (jump > max_area_jump),
+    }
+    failed = np.zeros(frames, bool)
+    for flags in checks.values():
+        failed |= flags
+    reasons: list[list[str]] = [[] for _ in range(frames)]
+    for name, flags in checks.items():
+        label = name
+        for index in np.flatnonzero(flags):
+            reasons[index].append(f"components={components[index]}" if name == "components" else label)
+    metrics = {
+        "area": area,
+        "area_frac": area_frac,
+        "components": components,
+        "solidity": solidity,
+        "elongation": elongation,
+        "area_jump": jump,
+    }
+    return QCResult(~failed, reasons, metrics)

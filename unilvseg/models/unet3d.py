@@ -1,0 +1,148 @@
+"""The UniLVSeg 3D U-Net: residual encoder/decoder over (height, width, time) volumes.
+
+Input and output are ``(B, C, H, W, T)``; every spatial and temporal size must be divisible by
+``2 ** (len(channels) - 1)`` because each of the four max-pools halves H, W and T together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+from monai.networks.blocks import Convolution, ResidualUnit
+
+from unilvseg.errors import UserError
+
+UNET3D_CHANNELS = (16, 32, 64, 128, 256)
+UNET3D_ENCODER_UNITS = (2, 3, 4, 6, 3)
+FAST_CPU_ENV = "UNILVSEG_FAST_CPU"
+
+
+def fast_cpu_enabled() -> bool:
+    """Whether the channels-last CPU fast path is allowed (``UNILVSEG_FAST_CPU=0`` turns it off)."""
+    return os.environ.get(FAST_CPU_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def residual_unit(in_channels: int, out_channels: int) -> ResidualUnit:
+    """One MONAI residual unit: two (3x3x3 conv, instance norm, PReLU) subunits plus a skip."""
+    return ResidualUnit(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        strides=1,
+        kernel_size=3,
+        subunits=2,
+        act="PRELU",
+        norm="INSTANCE",
+    )
+
+
+def divisibility_problem(name: str, size: int, factor: int, flag: str) -> str | None:
+    """A message when ``size`` is not a positive multiple of ``factor``; None when it is fine."""
+    if size <= 0 or size % factor:
+        lower = max(factor, size // factor * factor)
+        return (
+            f"{flag} {size} is not divisible by {factor} ({name} halves it "
+            f"{factor.bit_length() - 1} times); use e.g. {lower} or {lower + factor}"
+        )
+    return None
+
+
+class UNet3D(nn.Module):
+    """Residual 3D U-Net: encoder stages of residual units with max-pooling in between,
+    transposed-convolution upsampling, concatenated skips, residual decoder units and a
+    1x1x1 convolution head.
+
+    ``channels`` gives the width of each stage (deepest last) and ``encoder_units`` how many
+    residual units each encoder stage stacks; the default is the ~18.8 M parameter UniLVSeg net.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        channels: Sequence[int] = UNET3D_CHANNELS,
+        encoder_units: Sequence[int] = UNET3D_ENCODER_UNITS,
+        decoder_units: int = 1,
+        encoder_name: str = "3d_unet",
+        fast_cpu: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(encoder_units) or len(channels) < 2:
+            raise ValueError("channels and encoder_units need the same length (>= 2)")
+        if min(encoder_units) < 1 or decoder_units < 1:
+            raise ValueError("every stage needs at least one residual unit")
+        self.encoder_name = encoder_name
+        self.channels = tuple(int(c) for c in channels)
+        self.size_factor = 2 ** (len(self.channels) - 1)
+        # None = decide per call (CPU fp32 and UNILVSEG_FAST_CPU not 0); True/False forces it.
+        self.fast_cpu = fast_cpu
+
+        stages = []
+        previous = in_channels
+        for width, units in zip(self.channels, encoder_units):
+            blocks = [residual_unit(previous, width)]
+            blocks += [residual_unit(width, width) for _ in range(units - 1)]
+            stages.append(nn.Sequential(*blocks))
+            previous = width
+        self.encoder = nn.ModuleList(stages)
+        self.pool = nn.MaxPool3d(kernel_size=2, stride=2)
+
+        upsamplers, decoder = [], []
+        for deeper, width in zip(self.channels[:0:-1], self.channels[-2::-1]):
+            # kernel 3, stride 2, output_padding 1: exactly doubles every size.
+            upsamplers.append(
+                Convolution(
+                    spatial_dims=3,
+                    in_channels=deeper,
+                    out_channels=width,
+                    strides=2,
+                    kernel_size=3,
+                    act="PRELU",
+                    norm="INSTANCE",
+                    is_transposed=True,
+                )
+            )
+            blocks = [residual_unit(2 * width, width)]
+            blocks += [residual_unit(width, width) for _ in range(decoder_units - 1)]
+            decoder.append(nn.Sequential(*blocks))
+        self.upsamplers = nn.ModuleList(upsamplers)
+        self.decoder = nn.ModuleList(decoder)
+        self.head = nn.Conv3d(self.channels[0], out_channels, kernel_size=1)
+
+    def use_fast_cpu(self, x: torch.Tensor) -> bool:
+        if self.fast_cpu is not None:
+            return self.fast_cpu
+        return x.device.type == "cpu" and x.dtype == torch.float32 and fast_cpu_enabled()
+
+    def check_sizes(self, x: torch.Tensor) -> None:
+        if x.ndim != 5:
+            raise UserError(f"{self.encoder_name} expects (B, C, H, W, T) input, got shape {tuple(x.shape)}")
+        problems = [
+            divisibility_problem(self.encoder_name, size, self.size_factor, flag)
+            for size, flag in zip(x.shape[2:], ("image height", "image width", "--frames"))
+        ]
+        problems = [p for p in problems if p]
+        if problems:
+            raise UserError("; ".join(problems))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_sizes(x)
+        fast = self.use_fast_cpu(x)
+        if fast:
+            # oneDNN's channels-last 3D convolutions avoid the NCDHW<->blocked reorders that
+            # dominate the default CPU path (see benchmarks/train_step.py).
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        skips = []
+        h = x
+        for depth, stage in enumerate(self.encoder):
+            if depth:
+                h = self.pool(h)
+            h = stage(h)
+            skips.append(h)
+        for upsample, stage, skip in zip(self.upsamplers, self.decoder, reversed(skips[:-1])):
+            h = stage(torch.cat([upsample(h), skip], dim=1))
+        out = self.head(h)
+        return out.contiguous() if fast else out

@@ -1,0 +1,95 @@
+"""Moving pre-trained weights (SSL checkpoints) into a segmentation network."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from unilvseg.errors import UserError
+
+log = logging.getLogger("unilvseg")
+
+
+@dataclass
+class TransferReport:
+    checkpoint: str
+    loaded: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # name -> reason
+    source_task: str | None = None
+
+    def summary(self) -> str:
+        reasons = {}
+        for reason in self.skipped.values():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        skipped = ", ".join(f"{n} {r}" for r, n in reasons.items()) or "none"
+        return (
+            f"loaded {len(self.loaded)}/{len(self.loaded) + len(self.skipped)} tensors from {self.checkpoint}"
+            f" (source task: {self.source_task or 'unknown'}; skipped: {skipped}: {', '.join(list(self.skipped)[:4])})"
+        )
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """torch.load a checkpoint with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--checkpoint {path}: file not found")
+    if path.stat().st_size == 0:
+        raise UserError(f"--checkpoint {path}: file is empty")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
+        raise UserError(f"--checkpoint {path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"--checkpoint {path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+    return checkpoint
+
+
+def network_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The network's tensors from a Lightning checkpoint ("network." prefix) or a bare state dict."""
+    state = checkpoint.get("state_dict", checkpoint)
+    if any(key.startswith("network.") for key in state):
+        state = {key[len("network."):]: value for key, value in state.items() if key.startswith("network.")}
+    return {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+
+
+def load_pretrained(network: torch.nn.Module, path: str | Path, zero_new_head: bool = True) -> TransferReport:
+    """Copy every tensor whose name and shape match; report what loaded and what was skipped.
+
+    A checkpoint that matches nothing is an error, not a silent no-op. Head tensors that could
+    not be loaded (the SSL head has 3 output channels, segmentation 1) start at zero when
+    ``zero_new_head``: a random projection of the pre-trained decoder's features would push
+    large, arbitrary gradients into the decoder in the first steps and erase what it learned.
+    """
+    checkpoint = read_checkpoint(path)
+    source = network_state(checkpoint)
+    target = network.state_dict()
+    report = TransferReport(str(path), source_task=checkpoint.get("unilvseg_task"))
+    update = {}
+    for name, tensor in target.items():
+        if name not in source:
+            report.skipped[name] = "missing in checkpoint"
+        elif source[name].shape != tensor.shape:
+            report.skipped[name] = "shape differs"
+        else:
+            update[name] = source[name]
+            report.loaded.append(name)
+    if not update:
+        raise UserError(
+            f"--checkpoint {path}: no tensor matches this network ({len(target)} tensors, e.g. "
+            f"{next(iter(target))}); was it trained with a different --encoder or --width?"
+        )
+    network.load_state_dict(update, strict=False)
+    if zero_new_head:
+        head = getattr(network, "head", None)
+        head_names = {f"head.{n}" for n, _ in head.named_parameters()} if head is not None else set()
+        with torch.no_grad():
+            for name, parameter in network.named_parameters():
+                if name in report.skipped and name in head_names:
+                    parameter.zero_()
+    log.info(report.summary())
+    return report

@@ -1,0 +1,116 @@
+"""Weakly supervised LV segmentation: the loss sees only the traced (ED/ES) frames of a clip."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from unilvseg.errors import UserError
+from unilvseg.tasks.base import ClipTask
+from unilvseg.tasks.transfer import load_pretrained
+
+LOSSES = ("dice", "bce")
+
+
+class PooledDice(torchmetrics.Metric):
+    """Dice as a ratio of sums over every scored frame: 2·ΣI / (Σ|pred| + Σ|true|) (EchoNet's convention)."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("intersection", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, predicted: torch.Tensor, target: torch.Tensor) -> None:
+        predicted, target = predicted.bool(), target.bool()
+        self.intersection += (predicted & target).sum().double()
+        self.total += predicted.sum().double() + target.sum().double()
+
+    def compute(self) -> torch.Tensor:
+        return (2 * self.intersection / self.total.clamp_min(1)).float()
+
+
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 − soft Dice pooled over all selected frames (N, H, W)."""
+    probability = torch.sigmoid(logits)
+    intersection = (probability * target).sum()
+    return 1 - (2 * intersection + eps) / (probability.sum() + target.sum() + eps)
+
+
+def frames_last_to_first(tensor: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W, T) -> (B, T, C, H, W) so a (B, T) frame selector indexes frames."""
+    return tensor.permute(0, 4, 1, 2, 3)
+
+
+class SegmentationLoss(torch.nn.Module):
+    def __init__(self, losses=LOSSES):
+        super().__init__()
+        losses = list(losses)
+        unknown = [name for name in losses if name not in LOSSES]
+        if unknown or not losses:
+            raise UserError(f"--loss {' '.join(losses)}: choose one or more of {' '.join(LOSSES)}")
+        self.losses = losses
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        parts = {}
+        if "dice" in self.losses:
+            parts["dice_loss"] = soft_dice_loss(logits, target)
+        if "bce" in self.losses:
+            parts["bce"] = F.binary_cross_entropy_with_logits(logits, target)
+        return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
+
+
+class WeakSegmentationTask(ClipTask):
+    """Segmentation trained only where ``batch["labelled"]`` is true (the traced frames).
+
+    Validation reports pooled Dice on traced frames: ``val_dice`` (both phases), ``val_dice_ed``
+    and ``val_dice_es``. ``checkpoint`` initialises the network from a pre-training checkpoint
+    (every tensor whose name and shape match; the report says what was skipped).
+    """
+
+    task_name = "weak_segmentation"
+    monitor = "val_dice"
+
+    def __init__(self, loss: list[str] | tuple[str, ...] = LOSSES, checkpoint: str | None = None, **network):
+        network.pop("out_channels", None)
+        super().__init__(out_channels=1, **network)
+        self.criterion = SegmentationLoss(loss)
+        self.val_dice = torch.nn.ModuleDict({"all": PooledDice(), "ed": PooledDice(), "es": PooledDice()})
+        self.transfer_report = load_pretrained(self.network, checkpoint) if checkpoint else None
+
+    def labelled_frames(self, batch: dict, logits: torch.Tensor):
+        """Logits and targets (N, H, W) of the labelled frames only."""
+        labelled = batch["labelled"]
+        selected_logits = frames_last_to_first(logits)[labelled][:, 0]
+        selected_target = frames_last_to_first(batch["mask"])[labelled][:, 0].float()
+        return selected_logits, selected_target
+
+    def compute_loss(self, batch):
+        if not batch["labelled"].any():
+            return None, {}
+        logits = self(batch["video"])
+        selected_logits, target = self.labelled_frames(batch, logits)
+        return self.criterion(selected_logits.float(), target)
+
+    def validation_step(self, batch, batch_idx):
+        if "video" not in batch or not batch["labelled"].any():
+            return
+        logits = self(batch["video"])
+        selected_logits, target = self.labelled_frames(batch, logits)
+        loss, _ = self.criterion(selected_logits.float(), target)
+        phase = batch["phase"][batch["labelled"]]
+        predicted = selected_logits > 0
+        self.val_dice["all"].update(predicted, target)
+        for name, code in (("ed", 1), ("es", 2)):
+            chosen = phase == code
+            if chosen.any():
+                self.val_dice[name].update(predicted[chosen], target[chosen])
+        self.log("val_loss", loss, prog_bar=False, batch_size=len(target))
+
+    def on_validation_epoch_end(self):
+        for name, metric in self.val_dice.items():
+            if metric.total > 0 or name == "all":
+                self.log("val_dice" if name == "all" else f"val_dice_{name}", metric.compute(), prog_bar=name == "all")
+            metric.reset()
