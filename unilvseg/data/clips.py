@@ -58,8 +58,10 @@ class ClipSampler:
     def windows(self, n_frames: int, stride: int | None = None) -> np.ndarray:
         """Prediction: (n_windows, frames) index windows covering every frame of the video.
 
-        Consecutive frames (period 1 grid per window), starting every ``stride`` frames, the last
-        window aligned to the end so no frame is left out.
+        Windows on the sampler's ``period`` grid, starting every ``stride`` frames, the last
+        window aligned to the end so no frame is left out. With ``period`` > 1 one window sees
+        only every period-th frame, so each start is repeated at the period - 1 following
+        offsets to put every frame on some window's grid (clamped indices pad short videos).
         """
         stride = int(stride or self.frames)
         if stride < 1:
@@ -69,4 +71,5 @@ class ClipSampler:
         starts = np.arange(0, last + 1, stride)
         if starts[-1] != last:
             starts = np.append(starts, last)
+        starts = np.unique(starts[:, None] + np.arange(self.period)[None])
         return np.minimum(starts[:, None] + self.period * np.arange(self.frames)[None], n_frames - 1)

@@ -160,7 +160,7 @@ class EchoClipDataset(Dataset):
         clip = (clip - self.mean) / self.std
         sample["video"] = clip.permute(1, 2, 3, 0).contiguous()  # (3, H, W, T)
         if target is not None:
-            sample["mask"] = masks.permute(1, 2, 3, 0).contiguous()  # (1, H, W, T)
+            sample["mask"] = masks.permute(1, 2, 3, 0).float().contiguous()  # (1, H, W, T), float per the contract
             sample["labelled"] = torch.as_tensor(np.asarray(target["labelled"], dtype=bool))
             phase = target.get("phase")
             sample["phase"] = torch.as_tensor(

@@ -42,27 +42,42 @@ class QCResult:
         return table
 
 
-def _solidity(stack: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """Area / convex-hull area (pixel counts, as skimage's regionprops) of the listed frames."""
-    from skimage.measure import regionprops
+def convex_hull_areas(stack: np.ndarray, frames) -> np.ndarray:
+    """Pixel count of the convex hull of each listed frame's mask (nan elsewhere).
 
-    solidity = np.full(stack.shape[0], np.nan)
-    for index in frames:  # convex hulls have no vectorised form; one cheap call per frame
-        solidity[index] = regionprops(stack[index].astype(np.uint8))[0].solidity
-    return solidity
+    OpenCV's hull through pixel centres, filled with its boundary pixels: within a few percent
+    of skimage's ``regionprops(...).area_convex`` and ~10x faster. Hulls have no vectorised
+    form, so this is one cheap C call per frame.
+    """
+    import cv2
+
+    hull_area = np.full(stack.shape[0], np.nan)
+    canvas = np.zeros(stack.shape[1:], np.uint8)
+    for index in frames:
+        points = cv2.findNonZero(stack[index].astype(np.uint8))
+        if points is None:
+            continue
+        canvas[:] = 0
+        cv2.fillConvexPoly(canvas, cv2.convexHull(points), 1)
+        hull_area[index] = np.count_nonzero(canvas)
+    return hull_area
 
 
-def _elongation(stack: np.ndarray, area: np.ndarray) -> np.ndarray:
+def _elongation(stack: np.ndarray) -> np.ndarray:
     """Major / minor axis ratio of each frame's mask from second moments (nan when empty)."""
-    height, width = stack.shape[1:]
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    weights = stack.astype(np.float64)
+    frames, height, width = stack.shape
+    frame, ys, xs = np.nonzero(stack)
+    ys, xs = ys.astype(np.float64), xs.astype(np.float64)
+
+    def total(weights):
+        return np.bincount(frame, weights=weights, minlength=frames)
+
+    area = np.bincount(frame, minlength=frames).astype(np.float64)
     safe = np.maximum(area, 1)
-    mean_x = (weights * xs).sum(axis=(1, 2)) / safe
-    mean_y = (weights * ys).sum(axis=(1, 2)) / safe
-    cov_xx = (weights * xs * xs).sum(axis=(1, 2)) / safe - mean_x**2 + 1 / 12  # + pixel extent
-    cov_yy = (weights * ys * ys).sum(axis=(1, 2)) / safe - mean_y**2 + 1 / 12
-    cov_xy = (weights * xs * ys).sum(axis=(1, 2)) / safe - mean_x * mean_y
+    mean_x, mean_y = total(xs) / safe, total(ys) / safe
+    cov_xx = total(xs * xs) / safe - mean_x**2 + 1 / 12  # + 1/12: a pixel's own extent
+    cov_yy = total(ys * ys) / safe - mean_y**2 + 1 / 12
+    cov_xy = total(xs * ys) / safe - mean_x * mean_y
     half_trace, det = 0.5 * (cov_xx + cov_yy), cov_xx * cov_yy - cov_xy**2
     root = np.sqrt(np.maximum(half_trace**2 - det, 0))
     ratio = np.sqrt((half_trace + root) / np.maximum(half_trace - root, 1e-6))
@@ -130,8 +145,9 @@ def quality_control(
     area = stack.sum(axis=(1, 2)).astype(np.float64)
     area_frac = area / reference
     single = components == 1
-    solidity = _solidity(stack, np.flatnonzero(single))
-    elongation = _elongation(stack, area)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        solidity = area / convex_hull_areas(stack, np.flatnonzero(single))
+    elongation = _elongation(stack)
     baseline = running_median(area, single, max(window, 1) | 1)  # odd window
     with np.errstate(divide="ignore", invalid="ignore"):
         jump = np.abs(area / baseline - 1.0)

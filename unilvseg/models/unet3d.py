@@ -146,3 +146,41 @@ class UNet3D(nn.Module):
             h = stage(torch.cat([upsample(h), skip], dim=1))
         out = self.head(h)
         return out.contiguous() if fast else out
+
+
+class MonaiUNet3D(nn.Module):
+    """``monai.networks.nets.UNet`` (spatial_dims=3) split into ``body`` and ``head`` so transfer
+    code can find the output block; ``head(body(x))`` is exactly ``UNet.forward``."""
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        channels: Sequence[int] = UNET3D_CHANNELS,
+        num_res_units: int = 2,
+        encoder_name: str = "monai_3d_unet",
+    ) -> None:
+        super().__init__()
+        from monai.networks.nets import UNet
+
+        self.encoder_name = encoder_name
+        self.channels = tuple(int(c) for c in channels)
+        self.size_factor = 2 ** (len(self.channels) - 1)
+        unet = UNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            channels=self.channels,
+            strides=(2,) * (len(self.channels) - 1),
+            num_res_units=num_res_units,
+            norm="INSTANCE",
+        )
+        # unet.model = Sequential(first down block, nested skip connections, top up block); the top
+        # up block is the only part that produces out_channels, so it is the head.
+        *body, head = list(unet.model)
+        self.body = nn.Sequential(*body)
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        UNet3D.check_sizes(self, x)
+        return self.head(self.body(x))

@@ -1,0 +1,68 @@
+"""``evaluate_bootstrap.py`` / ``unilvseg-evaluate``: Dice and EF of a prediction folder with
+bootstrap confidence intervals (see unilvseg.evaluation.evaluate for the folder layout)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from unilvseg.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evaluate_bootstrap.py",
+        description="Dice (ED, ES, overall; ratio of sums) and EF error of predict.py outputs against "
+        "EchoNet-Dynamic tracings, with bootstrap confidence intervals.",
+    )
+    parser.add_argument("--data_dir", required=True, help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)")
+    parser.add_argument("--prediction_dir", required=True, help="folder written by predict.py (masks/, PNGs, volumes.csv)")
+    parser.add_argument("--output_dir", required=True, help="where <split>_dice.csv, log.csv and summary.json go")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"], type=str.lower)
+    parser.add_argument("--samples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    parser.add_argument("--ci", type=float, default=None, help="interval coverage, default 0.95 (percentile interval)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap's numpy Generator")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="reproduce EchoNet-Dynamic's published convention: 5th/95th percentiles labelled '95%% CI', "
+        "overall Dice resampling the 2N traced frames independently",
+    )
+    parser.add_argument("--plots", action="store_true", help="also write Dice histograms and an EF scatter (PNG)")
+    parser.add_argument(
+        "--allow_missing",
+        action="store_true",
+        help="skip (and count) videos whose traced-frame predictions are missing or wrongly sized instead of failing",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        from unilvseg.evaluation.evaluate import evaluate_predictions
+
+        summary = evaluate_predictions(
+            args.data_dir,
+            args.prediction_dir,
+            args.output_dir,
+            split=args.split,
+            samples=args.samples,
+            ci=args.ci,
+            seed=args.seed,
+            reference=args.reference,
+            plots=args.plots,
+            allow_missing=args.allow_missing,
+        )
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(summary["log_lines"]))
+    print(f"wrote {args.output_dir}/log.csv, summary.json, {args.split}_dice.csv")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

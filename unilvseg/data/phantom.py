@@ -1,0 +1,659 @@
+"""Synthetic apical-4-chamber echo videos in the exact EchoNet-Dynamic on-disk format.
+
+The phantom lets every part of the project (loaders, training, evaluation, the CLIs) run end to
+end without the real data set, and gives a dense ground truth that real data lacks: the LV mask
+is known on every frame (``ReferenceMasks/``), not only at the two traced frames.
+
+Anatomy, in EchoNet orientation: the fan's apex is at the top centre; the LV (dark cavity in a
+bright myocardial shell) is on the image's right with its apex towards the transducer, the RV on
+the left beyond the septum, the atria below the valve plane. Each video has its own pose, size,
+heart rate and ejection fraction; the LV follows a smooth periodic volume curve (systole, rapid
+filling, diastasis, atrial kick) with ED = largest and ES = smallest LV of the traced beat.
+Speckle is multiplicative Rayleigh noise, correlated over a couple of pixels and frames, and
+the signal fades with depth and towards the fan's edges.
+
+Everything is computed in closed form per pixel, vectorised over blocks of frames, so the
+traced chords, the dense masks and the image all come from one geometry:
+
+* LV cavity in heart coordinates (``a`` along the long axis from the apex, ``l`` across it,
+  positive towards the lateral wall): ``0 <= a <= L`` and ``-wL(a/L) <= l <= wR(a/L)`` with a
+  bullet-shaped half-width profile.
+* ``VolumeTracings.csv``: the long axis (apex -> mitral-annulus midpoint) and 20 chords across
+  the cavity at the method-of-disks midpoints ``a = (k + 0.5) L / 20``.
+* ``EF``/``EDV``/``ESV`` come from those chords by Simpson's monoplane method of disks at an
+  assumed ``MM_PER_PIXEL``, so they agree with what any loader recomputes from the tracings.
+
+CLI: ``python -m unilvseg.data.phantom --out DIR --videos N --seed S``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from unilvseg.errors import UserError
+from unilvseg.io import TMP_PREFIX, atomic_path, save_npz, write_csv, write_text
+
+log = logging.getLogger("unilvseg")
+
+PHANTOM_VERSION = "v1"
+#: Assumed pixel size for turning traced pixels into volumes (EchoNet's 112x112 frames cover
+#: roughly 15 cm of depth; the real-data README uses the same figure).
+MM_PER_PIXEL = 1.4
+FRAME_SIZE = 112
+FPS = 50
+N_CHORDS = 20
+FILELIST_COLUMNS = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
+TRACING_COLUMNS = ["FileName", "X1", "Y1", "X2", "Y2", "Frame"]
+COMPLETE_MARKER = ".complete"
+#: Every traced frame's polygon (rounded, skimage.draw.polygon) matches the dense mask this well.
+MIN_TRACED_DICE = 0.96
+_MAX_DRAWS = 50
+# Frames between independent dynamic speckle patterns (decorrelation time ~60 ms at 50 fps).
+_SPECKLE_STEP = 3
+# Frames rendered together: bounds memory (~20 float32 temporaries of this many frames) while
+# keeping numpy's per-call overhead negligible.
+_FRAME_BLOCK = 48
+
+
+@dataclass(frozen=True)
+class HeartParams:
+    """Per-video random parameters (lengths in pixels, angles in radians)."""
+
+    n_frames: int
+    heart_rate_bpm: float
+    period: float  # frames per beat
+    systole: float  # fraction of the beat from ED to ES
+    ed_frame: int  # the traced beat starts here (contraction phase 0)
+    target_ef: float  # fraction
+    # Fan (field of view).
+    fan_x: float
+    fan_y: float
+    fan_half_angle: float
+    fan_radius: float
+    attenuation_px: float
+    gain: float
+    gamma: float
+    # LV pose and shape at ED.
+    apex_x: float
+    apex_y: float
+    axis_angle: float  # 0 = straight down, positive = base towards the image's right
+    length: float  # L at ED
+    half_width: float  # W at ED (the profile peaks at about 0.9 W)
+    profile_bluntness: float  # 1 = half-ellipse apex, 0 = pointed
+    basal_narrowing: float
+    asymmetry: float
+    wall: float  # myocardial thickness at ED
+    long_shortening: float  # L_ES / L_ED
+    width_shortening: float  # W_ES / W_ED
+    # Other chambers.
+    rv_width: float
+    rv_start: float  # RV apex as a fraction of L
+    atrium_length: float
+    atrium_width: float
+    # Appearance.
+    wall_brightness: float
+    lateral_dropout: float
+    dropout_at: float
+    wobble_amplitude: float
+    wobble_period: float
+    wobble_phase: float
+    speckle_static: float
+
+
+def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def _sample_params(rng: np.random.Generator, n_frames: int) -> HeartParams:
+    """Draw one video's anatomy, pose, timing and appearance."""
+    heart_rate = _uniform(rng, 50.0, 110.0)
+    period = 60.0 * FPS / heart_rate
+    systole = 0.30 + 0.12 * (heart_rate - 50.0) / 60.0
+    # Trace a random complete ED -> ES stretch that fits in the video (short test videos
+    # still get one because only ED..ES, not a whole beat, must fit).
+    es_offset = int(np.ceil(systole * period)) + 1
+    last_ed = max(0, n_frames - 1 - es_offset)
+    ed_frame = int(rng.integers(0, last_ed + 1))
+
+    # Mostly normal hearts, some with reduced function; dilated hearts are larger and rounder.
+    target_ef = _uniform(rng, 0.50, 0.76) if rng.random() < 0.7 else _uniform(rng, 0.17, 0.50)
+    dilation = float(np.clip((0.55 - target_ef) / 0.38, 0.0, 1.0))
+    size = _uniform(rng, 0.92, 1.18) * (1.0 + 0.15 * dilation)
+
+    fan_x = FRAME_SIZE / 2 + _uniform(rng, -1.5, 1.5)
+    fan_y = _uniform(rng, -2.0, 6.0)
+    # EchoNet's A4C views centre the whole heart, so the LV apex sits right of the fan's axis
+    # and the LV is tilted with its base further right.
+    apex_x = fan_x + _uniform(rng, 4.0, 11.0)
+    apex_y = fan_y + _uniform(rng, 16.0, 26.0)
+    axis_angle = np.deg2rad(8.0 + _uniform(rng, -10.0, 10.0))
+    # Keep the whole LV (and its wall) inside the frame.
+    length = min(52.0 * size, (FRAME_SIZE - 6.0 - apex_y) / np.cos(axis_angle))
+    half_width = length * (_uniform(rng, 0.30, 0.37) + 0.05 * dilation)
+
+    long_shortening = 1.0 - _uniform(rng, 0.06, 0.16) * min(1.0, target_ef / 0.6)
+    # Method of disks: V scales with width^2 * length, so solve for the width ratio.
+    width_shortening = float(np.sqrt((1.0 - target_ef) / long_shortening))
+
+    return HeartParams(
+        n_frames=n_frames,
+        heart_rate_bpm=heart_rate,
+        period=period,
+        systole=systole,
+        ed_frame=ed_frame,
+        target_ef=target_ef,
+        fan_x=fan_x,
+        fan_y=fan_y,
+        fan_half_angle=np.deg2rad(_uniform(rng, 35.5, 39.5)),
+        fan_radius=_uniform(rng, 108.0, 125.0),
+        attenuation_px=_uniform(rng, 90.0, 220.0),
+        gain=_uniform(rng, 1.2, 1.7),
+        gamma=_uniform(rng, 0.8, 1.1),
+        apex_x=float(apex_x),
+        apex_y=float(apex_y),
+        axis_angle=float(axis_angle),
+        length=float(length),
+        half_width=float(half_width),
+        profile_bluntness=_uniform(rng, 0.55, 1.0),
+        basal_narrowing=_uniform(rng, 0.12, 0.28),
+        asymmetry=_uniform(rng, -0.08, 0.08),
+        wall=_uniform(rng, 5.0, 7.5) * size,
+        long_shortening=float(long_shortening),
+        width_shortening=width_shortening,
+        rv_width=half_width * _uniform(rng, 0.55, 0.8),
+        rv_start=_uniform(rng, 0.18, 0.32),
+        atrium_length=length * _uniform(rng, 0.3, 0.4),
+        atrium_width=half_width * _uniform(rng, 0.75, 0.9),
+        wall_brightness=_uniform(rng, 0.4, 0.6),
+        lateral_dropout=_uniform(rng, 0.0, 0.6),
+        dropout_at=_uniform(rng, 0.3, 0.8),
+        wobble_amplitude=_uniform(rng, 0.0, 1.0),
+        wobble_period=_uniform(rng, 120.0, 250.0),
+        wobble_phase=_uniform(rng, 0.0, 2 * np.pi),
+        speckle_static=_uniform(rng, 0.2, 0.5),
+    )
+
+
+def _smooth_step(x):
+    """0 -> 1 cosine ease on [0, 1], clamped outside."""
+    return 0.5 - 0.5 * np.cos(np.pi * np.clip(x, 0.0, 1.0))
+
+
+def _contraction(p: HeartParams, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Contraction c in [0, 1] (0 = ED, 1 = ES) and mitral-valve closure per frame.
+
+    Systole is a cosine ease; diastole is rapid filling (80 % of the volume in the first 45 %),
+    diastasis, then the atrial kick, so the LV area curve looks like a real one.
+    """
+    phase = np.mod((frames - p.ed_frame) / p.period, 1.0)
+    diastole = (phase - p.systole) / (1.0 - p.systole)
+    filling = 0.8 * _smooth_step(diastole / 0.45) + 0.2 * _smooth_step((diastole - 0.75) / 0.25)
+    c = np.where(phase <= p.systole, _smooth_step(phase / p.systole), 1.0 - filling)
+    closed = ((phase <= p.systole + 0.04) | (phase >= 0.97)).astype(np.float64)
+    return c, closed
+
+
+@dataclass
+class _Frames:
+    """Per-frame geometry (arrays of shape (T,))."""
+
+    c: np.ndarray
+    closed: np.ndarray
+    apex_x: np.ndarray
+    apex_y: np.ndarray
+    length: np.ndarray
+    half_width: np.ndarray
+    wall: np.ndarray
+    rv_width: np.ndarray
+    atrium_scale: np.ndarray
+
+
+def _frame_geometry(p: HeartParams) -> _Frames:
+    t = np.arange(p.n_frames, dtype=np.float64)
+    c, closed = _contraction(p, t)
+    # Slow probe/breathing drift moves the whole heart a little (the fan stays put).
+    wobble = p.wobble_amplitude * np.sin(2 * np.pi * t / p.wobble_period + p.wobble_phase)
+    length = p.length * (1.0 - (1.0 - p.long_shortening) * c)
+    half_width = p.half_width * (1.0 - (1.0 - p.width_shortening) * c)
+    # Myocardium thickens as the cavity shrinks (roughly constant wall volume).
+    wall = p.wall * (1.0 + c * (1.0 - p.width_shortening))
+    return _Frames(
+        c=c,
+        closed=closed,
+        apex_x=p.apex_x + wobble,
+        apex_y=p.apex_y + 0.6 * wobble,
+        length=length,
+        half_width=half_width,
+        wall=wall,
+        rv_width=p.rv_width * (1.0 - 0.25 * c),
+        atrium_scale=1.0 + 0.12 * c,
+    )
+
+
+def _profile(s, bluntness: float, narrowing: float):
+    """Bullet-shaped half-width profile of a ventricle: 0 at the apex (s=0), ~0.8 at the base (s=1).
+
+    ``sqrt(u)`` (u = s(2-s), a half ellipse) blended with ``u`` (a pointier apex); sqrt and
+    products only, because a float power per pixel dominated the rendering time.
+    """
+    s = np.clip(s, 0.0, 1.0)
+    u = s * (2.0 - s)
+    return (bluntness * np.sqrt(u) + (1.0 - bluntness) * u) * (1.0 - narrowing * s * s * s)
+
+
+def _lv_half_widths(s, half_width, p: HeartParams):
+    """(septal, lateral) half-widths of the LV cavity at fraction s of its length.
+
+    The asymmetry vanishes at both ends so the annulus midpoint stays on the long axis.
+    """
+    base = half_width * _profile(s, p.profile_bluntness, p.basal_narrowing)
+    s = np.clip(s, 0.0, 1.0)
+    skew = (4.0 * p.asymmetry) * s * (1.0 - s)
+    return base * (1.0 + skew), base * (1.0 - skew)
+
+
+def _axes(p: HeartParams) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (x, y) along the long axis (apex -> base) and across it (septum -> lateral)."""
+    along = np.array([np.sin(p.axis_angle), np.cos(p.axis_angle)])
+    across = np.array([np.cos(p.axis_angle), -np.sin(p.axis_angle)])
+    return along, across
+
+
+def _ramp(x, width: float = 1.0):
+    """Soft inside-membership of a signed margin x (pixels, > 0 inside): anti-aliased edges."""
+    x = x * (1.0 / width) + 0.5
+    return np.minimum(np.maximum(x, 0.0, out=x), 1.0, out=x)
+
+
+def _inside(*margins):
+    """Soft membership of the intersection of half-spaces given by signed margins."""
+    margin = margins[0]
+    for other in margins[1:]:
+        margin = np.minimum(margin, other)
+    return _ramp(margin)
+
+
+def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Video (T, H, W) uint8 and LV masks (T, H, W) uint8 for one phantom.
+
+    Only pixels inside the fan (plus the LV's bounding box, so a mask is never clipped by the
+    fan) are rendered, as a (frames, pixels) array; the rest stays black / background.
+    """
+    n, size = p.n_frames, FRAME_SIZE
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+
+    # Static fan: depth, bearing, attenuation and edge fade, the same for every frame.
+    dx, dy = xs - p.fan_x, ys - p.fan_y
+    depth = np.hypot(dx, dy)
+    bearing = np.arctan2(dx, dy)
+    edge_margin = depth * np.sin(p.fan_half_angle - np.abs(bearing))
+    fan = _ramp(np.minimum(edge_margin, p.fan_radius - depth), 2.0) * (dy > 0)
+    gain = p.gain * (0.35 + 0.65 * np.exp(-depth / p.attenuation_px)) * fan
+    # Low-frequency clutter in the tissue around the heart.
+    clutter = ndimage.zoom(rng.uniform(0.0, 1.0, (10, 10)).astype(np.float32), size / 10, order=3)[:size, :size]
+    background = 0.05 + 0.2 * np.clip(clutter, 0.0, 1.0) ** 2 + 0.5 * np.exp(-depth / 6.0)
+
+    ed_rows = _tracing_rows(p, geo, int(np.argmin(geo.c)))
+    box = np.zeros((size, size), dtype=bool)
+    x0, y0 = np.floor(ed_rows[:, [0, 2]].min() - 3), np.floor(ed_rows[:, [1, 3]].min() - 3)
+    x1, y1 = np.ceil(ed_rows[:, [0, 2]].max() + 3), np.ceil(ed_rows[:, [1, 3]].max() + 3)
+    box[max(0, int(y0)) : int(y1) + 1, max(0, int(x0)) : int(x1) + 1] = True
+    pixels = np.flatnonzero((fan > 0).ravel() | box.ravel())
+    px, py = xs.ravel()[pixels], ys.ravel()[pixels]
+    gain, background = gain.ravel()[pixels], background.ravel()[pixels].astype(np.float32)
+
+    speckle = _speckle(rng, n, size, p.speckle_static, pixels)
+    along, across = _axes(p)
+    video = np.zeros((n, size * size), dtype=np.uint8)
+    masks = np.zeros((n, size * size), dtype=np.uint8)
+    for start in range(0, n, _FRAME_BLOCK):
+        block = slice(start, min(n, start + _FRAME_BLOCK))
+
+        def per_frame(values):
+            return values[block].astype(np.float32)[:, None]
+
+        ox, oy = px[None] - per_frame(geo.apex_x), py[None] - per_frame(geo.apex_y)
+        a = ox * np.float32(along[0]) + oy * np.float32(along[1])  # along the LV long axis from its apex
+        l = ox * np.float32(across[0]) + oy * np.float32(across[1])  # across it, + towards the lateral wall
+        reflect, lv_mask = _reflectivity(
+            p, a, l, per_frame(geo.length), per_frame(geo.half_width), per_frame(geo.wall),
+            per_frame(geo.rv_width), per_frame(geo.atrium_scale), per_frame(geo.closed), background,
+        )
+        masks[block, pixels] = lv_mask
+        image = reflect * gain * speckle[block]
+        if p.gamma != 1.0:
+            image = np.power(np.clip(image, 0.0, 1.0, out=image), p.gamma, out=image)
+        video[block, pixels] = np.clip(255.0 * image + 0.5, 0.0, 255.0).astype(np.uint8)
+    return video.reshape(n, size, size), masks.reshape(n, size, size)
+
+
+def _lv_inside(a, l, length, septal, lateral):
+    """The dense LV truth: pixel centres inside the cavity, cut at the mitral annulus."""
+    return (a >= 0) & (a <= length) & (l >= -septal) & (l <= lateral)
+
+
+def _reflectivity(p, a, l, length, width, wall, rv_width, atrium_scale, closed, background):
+    """Echogenicity (before speckle and gain) and the exact LV mask on (frames, pixels) arrays."""
+    s = a / length
+    septal, lateral = _lv_half_widths(s, width, p)
+    lv_mask = _lv_inside(a, l, length, septal, lateral)
+    lv_cavity = _inside(l + septal, lateral - l, a, length + 1.0 - a)
+
+    # Myocardium: the same bullet shape grown by the wall thickness (tip moved up by `wall`),
+    # cut at the annulus so the mitral orifice stays open.
+    out_septal, out_lateral = _lv_half_widths((a + wall) / (length + wall), width + wall, p)
+    lv_wall = _inside(l + out_septal, out_lateral - l, a + wall, length + 1.5 - a)
+    if p.lateral_dropout > 0:
+        # Lateral-wall dropout (beam nearly parallel to the wall) at a random height.
+        lv_wall *= 1.0 - p.lateral_dropout * np.exp(-(((s - p.dropout_at) * (1 / 0.15)) ** 2)) * (l > 0)
+
+    # RV: bullet against the septum's outer surface, shorter and narrower than the LV.
+    rv_start = p.rv_start * length
+    rv_end = 0.95 * length
+    q = -out_septal - l  # distance into the RV from the septum
+    rv_half = (2.0 * rv_width) * _profile((a - rv_start) / (rv_end - rv_start), 0.6, 0.05)
+    rv_cavity = _inside(q, rv_half - q, a - rv_start, rv_end + 1.0 - a)
+    rv_out = (2.0 * rv_width + 3.0) * _profile((a - rv_start + 3.0) / (rv_end - rv_start + 3.0), 0.6, 0.05)
+    rv_wall = _inside(q + 1.0, rv_out - q, a - rv_start + 3.0, rv_end + 1.5 - a)
+
+    # Atria: ellipses hanging below the valve plane; they fill while the ventricles empty.
+    la_len, la_wid = p.atrium_length * atrium_scale, p.atrium_width * atrium_scale
+    la_margin = (1.0 - np.hypot((a - length - 0.85 * la_len) / la_len, l / la_wid)) * la_wid
+    ra_len, ra_wid = 0.9 * la_len, 0.85 * la_wid
+    ra_centre = -(la_wid + ra_wid + 3.0)  # beside the LA, an interatrial septum apart
+    ra_margin = (1.0 - np.hypot((a - rv_end - 0.85 * ra_len) / ra_len, (l - ra_centre) / ra_wid)) * ra_wid
+    atria_margin = np.maximum(la_margin, ra_margin)
+    atria_cavity = _ramp(atria_margin.copy())
+    atria_wall = _ramp(atria_margin + 2.5)
+
+    # Mitral valve: a bright line across the annulus when closed, two leaflets along the walls when open.
+    base_half = width * float(_profile(1.0, p.profile_bluntness, p.basal_narrowing))
+    closed_line = _inside(1.0 - np.abs(a - length + 1.0), base_half - np.abs(l)) * closed
+    leaf_len = 0.45 * width
+    open_leaf = _inside(1.0 - np.abs(np.abs(l) - base_half + 2.0), a - length + leaf_len, length - a) * (1.0 - closed)
+    valve = np.maximum(closed_line, open_leaf)
+
+    tissue = np.maximum(np.maximum(lv_wall, rv_wall), atria_wall)
+    cavity = np.maximum(np.maximum(lv_cavity, rv_cavity), atria_cavity)
+    reflect = background + (p.wall_brightness - background) * tissue
+    blood = 0.06 + 0.25 * np.exp(np.maximum(a, 0.0) * (-1.0 / 12.0))  # near-field haze fills the apex
+    reflect += (blood - reflect) * cavity
+    reflect = np.maximum(reflect, 0.75 * valve)
+    return reflect, lv_mask
+
+
+def _speckle(rng: np.random.Generator, n: int, size: int, static: float, pixels: np.ndarray) -> np.ndarray:
+    """Multiplicative Rayleigh speckle (mean 1) at ``pixels``, shape (frames, pixels).
+
+    The complex echo is Gaussian and correlated over ~1-2 px (longer across the beam). It has a
+    static part (slowly decorrelating tissue) and a dynamic part that drifts smoothly from one
+    independent key field to the next every ``_SPECKLE_STEP`` frames (a power-preserving
+    cos/sin blend), which costs a fraction of filtering fresh noise for every frame.
+    """
+    keys = (n - 1) // _SPECKLE_STEP + 2
+    step = np.arange(n)
+    key, blend = step // _SPECKLE_STEP, (step % _SPECKLE_STEP) * (0.5 * np.pi / _SPECKLE_STEP)
+    w_this = np.cos(blend).astype(np.float32)[:, None] * np.float32(np.sqrt(1.0 - static))
+    w_next = np.sin(blend).astype(np.float32)[:, None] * np.float32(np.sqrt(1.0 - static))
+
+    def unit_fields(count):
+        noise = rng.standard_normal((count, size, size), dtype=np.float32)
+        field = ndimage.gaussian_filter(noise, (0.0, 0.6, 1.1), truncate=3.0).reshape(count, -1)
+        flat = field.ravel()
+        return field[:, pixels] * np.float32(np.sqrt(flat.size / np.dot(flat, flat)))
+
+    parts = []
+    for _ in range(2):  # real and imaginary parts of the echo
+        bank = unit_fields(keys)
+        still = unit_fields(1)[0] * np.float32(np.sqrt(static))
+        parts.append(bank[key] * w_this + bank[key + 1] * w_next + still)
+    # Unit-variance real and imaginary parts: the modulus is Rayleigh with mean sqrt(pi/2).
+    amplitude = np.hypot(parts[0], parts[1])
+    amplitude *= np.float32(np.sqrt(2.0 / np.pi))
+    return amplitude
+
+
+def _tracing_rows(p: HeartParams, geo: _Frames, frame: int) -> np.ndarray:
+    """EchoNet tracing rows (21, 4) for one frame: long axis, then 20 chords apex -> base.
+
+    Chords sit at the disk midpoints; X1,Y1 is the septal (image-left) end, X2,Y2 the lateral.
+    """
+    along, across = _axes(p)
+    apex = np.array([geo.apex_x[frame], geo.apex_y[frame]])
+    length, width = geo.length[frame], geo.half_width[frame]
+    s = (np.arange(N_CHORDS) + 0.5) / N_CHORDS
+    septal, lateral = _lv_half_widths(s, width, p)
+    centres = apex[None] + (s * length)[:, None] * along[None]
+    first = centres - septal[:, None] * across[None]
+    second = centres + lateral[:, None] * across[None]
+    long_axis = np.concatenate([apex, apex + length * along])[None]
+    return np.concatenate([long_axis, np.concatenate([first, second], axis=1)])
+
+
+def _traced_dice(p: HeartParams, geo: _Frames, frame: int, rows: np.ndarray) -> float:
+    """Dice between the EchoNet rasterisation of ``rows`` and the dense LV truth at ``frame``."""
+    import skimage.draw
+
+    ys, xs = np.mgrid[0:FRAME_SIZE, 0:FRAME_SIZE].astype(np.float64)
+    along, across = _axes(p)
+    ox, oy = xs - geo.apex_x[frame], ys - geo.apex_y[frame]
+    a, l = ox * along[0] + oy * along[1], ox * across[0] + oy * across[1]
+    septal, lateral = _lv_half_widths(a / geo.length[frame], geo.half_width[frame], p)
+    truth = _lv_inside(a, l, geo.length[frame], septal, lateral)
+    chords = rows[1:]
+    xs_poly = np.rint(np.concatenate([chords[:, 0], chords[::-1, 2]]))
+    ys_poly = np.rint(np.concatenate([chords[:, 1], chords[::-1, 3]]))
+    traced = np.zeros_like(truth)
+    traced[skimage.draw.polygon(ys_poly, xs_poly, truth.shape)] = True
+    return float(2.0 * np.sum(traced & truth) / (np.sum(traced) + np.sum(truth)))
+
+
+def _disk_volume_ml(rows: np.ndarray) -> float:
+    """Simpson's monoplane method of disks on tracing rows: long axis / N disks of chord diameter."""
+    rows = np.asarray(rows, dtype=np.float64)
+    axis_length = np.hypot(rows[0, 2] - rows[0, 0], rows[0, 3] - rows[0, 1])
+    diameters = np.hypot(rows[1:, 2] - rows[1:, 0], rows[1:, 3] - rows[1:, 1])
+    height = axis_length / len(diameters)
+    volume_px = np.sum(np.pi / 4.0 * diameters**2 * height)
+    return float(volume_px * MM_PER_PIXEL**3 / 1000.0)
+
+
+def _write_video(path: Path, video: np.ndarray) -> None:
+    """MJPG AVI at FPS with three identical gray channels (as EchoNet's files)."""
+    import cv2
+
+    with atomic_path(path) as tmp:  # the temporary keeps the .avi suffix OpenCV needs
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (FRAME_SIZE, FRAME_SIZE), True)
+        if not writer.isOpened():
+            raise OSError(f"OpenCV cannot write MJPG video {path}")
+        try:
+            for frame in video:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        finally:
+            writer.release()
+
+
+def _file_names(seed: int, videos: int) -> list[str]:
+    """Deterministic, unique EchoNet-style names (0X + 16 hex digits)."""
+    rng = np.random.default_rng([seed, 0x5EED])
+    names: list[str] = []
+    while len(names) < videos:
+        name = "0X" + rng.bytes(8).hex().upper()
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _splits(seed: int, videos: int) -> list[str]:
+    """~75/12.5/12.5 % TRAIN/VAL/TEST with at least one of each once there are 3 videos."""
+    n_val = n_test = max(1, int(round(0.125 * videos))) if videos >= 3 else 0
+    if videos == 2:
+        n_val = 1
+    labels = ["VAL"] * n_val + ["TEST"] * n_test + ["TRAIN"] * (videos - n_val - n_test)
+    order = np.random.default_rng([seed, 0x5B17]).permutation(videos)
+    return [labels[i] for i in order]
+
+
+def _make_video(task: tuple[int, int, str, int, int, str]) -> tuple[dict, list[list]]:
+    """Render and write one video + masks; return its FileList row and tracing rows."""
+    seed, index, name, min_frames, max_frames, root = task
+    root = Path(root)
+    rng = np.random.default_rng([seed, index])
+    n_frames = int(rng.integers(min_frames, max_frames + 1))
+    for _ in range(_MAX_DRAWS):
+        params = _sample_params(rng, n_frames)
+        geo = _frame_geometry(params)
+        ed = params.ed_frame
+        es = ed + int(np.argmax(geo.c[ed : ed + int(np.ceil(params.period * 0.7))]))
+        ed_rows, es_rows = _tracing_rows(params, geo, ed), _tracing_rows(params, geo, es)
+        # Rasterising rounded chord ends (EchoNet's rule) adds about half a pixel all round;
+        # redraw the rare small, oblique hearts where that costs the tracing too much Dice, and
+        # the rare poses that push the LV out of the frame.
+        inside = np.all((ed_rows >= 2.0) & (ed_rows <= FRAME_SIZE - 3.0))
+        if inside and min(_traced_dice(params, geo, ed, ed_rows), _traced_dice(params, geo, es, es_rows)) >= MIN_TRACED_DICE:
+            break
+    video, masks = _render(params, geo, rng)
+    edv, esv = _disk_volume_ml(ed_rows), _disk_volume_ml(es_rows)
+    ef = 100.0 * (edv - esv) / edv
+
+    _write_video(root / "Videos" / f"{name}.avi", video)
+    save_npz(root / "ReferenceMasks" / f"{name}.npz", masks=masks)
+
+    # The file order of traced frames is not a promise: every other video lists ES first
+    # (as the real files do), the rest ED first.
+    order = [(es, es_rows), (ed, ed_rows)] if index % 2 == 0 else [(ed, ed_rows), (es, es_rows)]
+    tracing = [[f"{name}.avi", *map(float, row), frame] for frame, rows in order for row in rows]
+    filelist_row = {
+        "FileName": name, "EF": ef, "ESV": esv, "EDV": edv, "FrameHeight": FRAME_SIZE,
+        "FrameWidth": FRAME_SIZE, "FPS": FPS, "NumberOfFrames": n_frames, "Split": None,
+    }
+    return filelist_row, tracing
+
+
+def generate_phantom(
+    out_dir: str | os.PathLike,
+    videos: int = 40,
+    seed: int = 0,
+    min_frames: int = 60,
+    max_frames: int = 220,
+    workers: int = 1,
+    overwrite: bool = False,
+) -> Path:
+    """Write a phantom EchoNet-Dynamic folder at ``out_dir`` and return its path.
+
+    Same (videos, seed, min_frames, max_frames) -> identical CSVs, masks and video frames,
+    whatever ``workers`` is. ``out_dir`` must be absent or empty unless ``overwrite`` and it
+    already holds a phantom (then it is replaced). A ``.complete`` marker is written last.
+    """
+    out = Path(out_dir)
+    if videos < 1:
+        raise UserError(f"--videos {videos}: need at least 1 video")
+    if not 8 <= min_frames <= max_frames:
+        raise UserError(f"--min_frames {min_frames} / --max_frames {max_frames}: need 8 <= min_frames <= max_frames")
+    if workers < 1:
+        raise UserError(f"--workers {workers}: need at least 1")
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"--out {out}: is a file, expected a folder")
+        if any(out.iterdir()):
+            looks_like_phantom = (out / COMPLETE_MARKER).exists() or (out / "FileList.csv").exists()
+            if not (overwrite and looks_like_phantom):
+                raise UserError(
+                    f"--out {out}: folder is not empty"
+                    + ("; pass --overwrite to replace the phantom there" if looks_like_phantom else "")
+                )
+            shutil.rmtree(out)
+    (out / "Videos").mkdir(parents=True, exist_ok=True)
+    (out / "ReferenceMasks").mkdir(exist_ok=True)
+
+    names = _file_names(seed, videos)
+    tasks = [(seed, i, name, min_frames, max_frames, str(out)) for i, name in enumerate(names)]
+    if workers == 1:
+        results = [_make_video(task) for task in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(_make_video, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
+
+    rows = [row for row, _ in results]
+    for row, split in zip(rows, _splits(seed, videos)):
+        row["Split"] = split
+    filelist = pd.DataFrame(rows, columns=FILELIST_COLUMNS)
+    tracings = pd.DataFrame([r for _, t in results for r in t], columns=TRACING_COLUMNS)
+    write_csv(filelist, out / "FileList.csv", float_format="%.4f")
+    write_csv(tracings, out / "VolumeTracings.csv", float_format="%.4f")
+    write_text(f"phantom-{PHANTOM_VERSION} videos={videos} seed={seed}\n", out / COMPLETE_MARKER)
+    return out
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("UNILVSEG_CACHE") or Path.home() / ".cache" / "unilvseg").expanduser()
+
+
+def default_data_path(videos: int = 40, seed: int = 0) -> Path:
+    """A cached phantom data set, generated on first use into ``$UNILVSEG_CACHE``.
+
+    Generation goes to a temporary sibling folder that is renamed into place when complete, so
+    an interrupted run never leaves a half data set under the final name.
+    """
+    root = _cache_root()
+    final = root / f"phantom-{PHANTOM_VERSION}-n{videos}-s{seed}"
+    if (final / COMPLETE_MARKER).is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        # Our own name without the marker: left by something other than this function; rebuild.
+        shutil.rmtree(final)
+    log.info("generating phantom data set (%d videos, seed %d) into %s", videos, seed, final)
+    tmp = root / f"{TMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
+    try:
+        generate_phantom(tmp, videos=videos, seed=seed)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            # Another process finished the same data set first; use theirs.
+            if not (final / COMPLETE_MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m unilvseg.data.phantom",
+        description="Write a synthetic apical-4-chamber echo data set in EchoNet-Dynamic format.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="output folder (absent or empty)")
+    parser.add_argument("--videos", type=int, default=40, help="number of videos (default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--min_frames", type=int, default=60, help="shortest video in frames (default 60)")
+    parser.add_argument("--max_frames", type=int, default=220, help="longest video in frames (default 220)")
+    parser.add_argument("--workers", type=int, default=1, help="processes rendering videos (default 1)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing phantom at --out")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    try:
+        out = generate_phantom(args.out, args.videos, args.seed, args.min_frames, args.max_frames,
+                               args.workers, args.overwrite)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.videos} phantom videos to {out} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""Core of ``evaluate_bootstrap.py``: Dice (and EF) of a prediction folder against the tracings,
+with bootstrap confidence intervals.
+
+Prediction folder (written by ``predict.py``)::
+
+    P/masks/<FileName>.npz            key "masks": uint8 (frames, H, W), LV = 1
+    P/<FileName>_<frame>_<ED|ES>.png  0/255 masks of the traced frames
+    P/size.csv                        FileName,Frame,Area,Traced (not needed here)
+    P/volumes.csv                     FileName,EDV,ESV,EF,EDFrame,ESFrame
+
+For each traced frame the PNG is preferred; without it the frame is taken from the npz.
+Outputs in ``O``: ``<split>_dice.csv`` (per video), ``log.csv`` (human-readable lines as
+EchoNet-Dynamic writes them), ``summary.json``, optionally ``<split>_all_frames.csv`` and plots.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from unilvseg.errors import DataError, UserError
+from unilvseg.evaluation.bootstrap import (
+    CONVENTION_DESCRIPTIONS,
+    REFERENCE,
+    REFERENCE_QUANTILES,
+    VIDEO,
+    bootstrap_dice,
+    bootstrap_mean,
+)
+from unilvseg.evaluation.metrics import dice_counts, dice_from_counts, ef_agreement, pooled_dice
+from unilvseg.io import write_csv, write_json, write_text
+
+log = logging.getLogger("unilvseg")
+
+PHASES = ("ED", "ES")
+VOLUME_COLUMNS = ("FileName", "EF")
+_LISTED = 5  # videos named in an error message before "... and N more"
+
+
+@dataclass
+class _PredictionProblems:
+    missing: list[tuple[str, str]] = field(default_factory=list)
+    mismatched: list[tuple[str, str]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.mismatched)
+
+
+def _listing(items: list[tuple[str, str]]) -> str:
+    shown = "; ".join(f"{name} ({detail})" for name, detail in items[:_LISTED])
+    return shown + (f"; ... and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
+
+
+def _load_npz_masks(path: Path) -> np.ndarray:
+    """The ``masks`` array of an npz file; DataError naming the file if it is unreadable."""
+    try:
+        with np.load(path) as archive:
+            files = archive.files
+            masks = archive["masks"] if "masks" in files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        # A truncated or foreign file (e.g. a killed writer outside unilvseg.io).
+        raise DataError(f"{path}: cannot read npz ({type(error).__name__}: {error})") from None
+    if masks is None:
+        raise DataError(f"{path}: no 'masks' array (found {', '.join(files) or 'nothing'})")
+    return masks
+
+
+def _read_png_mask(path: Path) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{path}: cannot read PNG")
+    if image.ndim == 3:
+        image = image[..., 0]
+    # predict.py writes 0/255; the midpoint threshold also accepts 0/1 or lightly resampled masks.
+    return (image > (127 if image.max() > 1 else 0)).astype(np.uint8)
+
+
+def _traced_prediction(record, prediction_dir: Path) -> np.ndarray:
+    """Predicted masks ``(2, H, W)`` (ED, ES) of one video; raises ``_Skip`` with a reason."""
+    frames = {"ED": record.ed_frame, "ES": record.es_frame}
+    npz_path = prediction_dir / "masks" / f"{record.file_name}.npz"
+    video_masks = None
+    masks = []
+    for phase in PHASES:
+        png = prediction_dir / f"{record.file_name}_{frames[phase]}_{phase}.png"
+        if png.is_file():
+            try:
+                mask = _read_png_mask(png)
+            except DataError as error:
+                raise _Skip("missing", str(error)) from None
+            source = png.name
+        else:
+            if video_masks is None:
+                if not npz_path.is_file():
+                    raise _Skip("missing", f"no {png.name} and no masks/{npz_path.name}")
+                try:
+                    video_masks = _load_npz_masks(npz_path)
+                except DataError as error:
+                    raise _Skip("missing", str(error)) from None
+            if video_masks.ndim != 3:
+                raise _Skip("mismatched", f"masks/{npz_path.name} has shape {video_masks.shape}, expected (frames, H, W)")
+            if frames[phase] >= len(video_masks):
+                raise _Skip(
+                    "mismatched",
+                    f"masks/{npz_path.name} has {len(video_masks)} frames; traced {phase} frame is {frames[phase]}",
+                )
+            mask = video_masks[frames[phase]]
+            source = f"masks/{npz_path.name}"
+        if mask.shape != (record.height, record.width):
+            raise _Skip(
+                "mismatched",
+                f"{source} is {mask.shape[0]}x{mask.shape[1]}, video is {record.height}x{record.width}",
+            )
+        masks.append(mask)
+    return np.stack(masks)
+
+
+class _Skip(Exception):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def _read_volumes(prediction_dir: Path) -> pd.DataFrame | None:
+    path = prediction_dir / "volumes.csv"
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype={"FileName": str})
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot parse CSV ({error})") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in VOLUME_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: column(s) {missing} missing (header: {','.join(table.columns)})")
+    table["FileName"] = table["FileName"].astype(str).str.strip().str.replace(r"\.avi$", "", regex=True, case=False)
+    table["EF"] = pd.to_numeric(table["EF"], errors="coerce")
+    return table.drop_duplicates("FileName", keep="last").set_index("FileName")
+
+
+def _all_frames(records, data_dir: Path, prediction_dir: Path) -> tuple[dict, pd.DataFrame] | None:
+    """Every-frame Dice and temporal consistency against ``ReferenceMasks/`` (None if absent)."""
+    reference_dir = data_dir / "ReferenceMasks"
+    if not reference_dir.is_dir():
+        return None
+    rows = []
+    skipped = {"no_reference": 0, "no_prediction_masks": 0, "size_mismatch": 0}
+    frame_count_mismatch = 0
+    for record in records:
+        reference_path = reference_dir / f"{record.file_name}.npz"
+        prediction_path = prediction_dir / "masks" / f"{record.file_name}.npz"
+        if not reference_path.is_file():
+            skipped["no_reference"] += 1
+            continue
+        if not prediction_path.is_file():
+            skipped["no_prediction_masks"] += 1
+            continue
+        reference = _load_npz_masks(reference_path)
+        predicted = _load_npz_masks(prediction_path)
+        if reference.ndim != 3 or predicted.ndim != 3 or reference.shape[1:] != predicted.shape[1:]:
+            skipped["size_mismatch"] += 1
+            log.warning("%s: reference masks %s and predicted masks %s differ in size; skipped", record.file_name, reference.shape, predicted.shape)
+            continue
+        frames = min(len(reference), len(predicted))
+        if len(reference) != len(predicted):
+            # Decoders disagree by a frame or two on some videos; compare the common frames.
+            frame_count_mismatch += 1
+        inter, pred_sum, true_sum = dice_counts(predicted[:frames], reference[:frames])
+        rows.append(
+            {
+                "FileName": record.file_name,
+                "Frames": frames,
+                "Intersection": int(inter.sum()),
+                "PredArea": int(pred_sum.sum()),
+                "TrueArea": int(true_sum.sum()),
+                "Dice": pooled_dice(inter, pred_sum, true_sum),
+                "PredAbsAreaChange": float(np.abs(np.diff(pred_sum)).sum()),
+                "RefAbsAreaChange": float(np.abs(np.diff(true_sum)).sum()),
+                "Transitions": max(frames - 1, 0),
+            }
+        )
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    transitions = max(int(table["Transitions"].sum()), 1)
+    predicted_change = float(table["PredAbsAreaChange"].sum()) / transitions
+    reference_change = float(table["RefAbsAreaChange"].sum()) / transitions
+    summary = {
+        "n_videos": len(table),
+        "n_frames": int(table["Frames"].sum()),
+        "dice": pooled_dice(table["Intersection"], table["PredArea"], table["TrueArea"]),
+        # Mean |area[t+1] - area[t]| in pixels, pooled over every frame transition of every video.
+        "pred_mean_abs_area_change": predicted_change,
+        "ref_mean_abs_area_change": reference_change,
+        "area_change_difference": predicted_change - reference_change,
+        "skipped": skipped,
+        "frame_count_mismatch": frame_count_mismatch,
+    }
+    return summary, table
+
+
+def _check_options(samples: int, ci: float | None, reference: bool) -> float:
+    if samples < 1:
+        raise UserError(f"--samples {samples}: must be at least 1")
+    if reference:
+        if ci is not None and not math.isclose(ci, 0.95):
+            raise UserError(
+                f"--ci {ci} cannot be combined with --reference: the published convention is fixed "
+                "(5th and 95th percentiles, labelled '95% CI')"
+            )
+        return 0.95
+    ci = 0.95 if ci is None else float(ci)
+    if not 0.0 < ci < 1.0:
+        raise UserError(f"--ci {ci}: must be strictly between 0 and 1 (e.g. 0.95)")
+    return ci
+
+
+def evaluate_predictions(
+    data_dir: str | Path,
+    prediction_dir: str | Path,
+    output_dir: str | Path,
+    split: str = "test",
+    samples: int = 10_000,
+    ci: float | None = None,
+    seed: int = 0,
+    reference: bool = False,
+    plots: bool = False,
+    allow_missing: bool = False,
+) -> dict:
+    """Evaluate ``prediction_dir`` against ``data_dir`` tracings, write the outputs and return the
+    summary (the content of summary.json plus ``log_lines``, the lines written to log.csv).
+
+    ``ci=None`` means 0.95; with ``reference=True`` the published EchoNet-Dynamic convention is
+    used and any other ``ci`` is a UserError. Missing or wrongly sized predictions are a
+    UserError listing the videos unless ``allow_missing``, which skips and counts them.
+    """
+    from unilvseg.data.index import load_index
+    from unilvseg.data.tracings import tracing_mask
+
+    data_dir, prediction_dir, output_dir = Path(data_dir), Path(prediction_dir), Path(output_dir)
+    ci = _check_options(samples, ci, reference)
+    convention = REFERENCE if reference else VIDEO
+    if not prediction_dir.is_dir():
+        raise UserError(f"--prediction_dir {prediction_dir}: folder does not exist (run predict.py first)")
+    index = load_index(data_dir, split=split, require_tracings=True)
+
+    problems = _PredictionProblems()
+    kept, predictions = [], []
+    for record in index.records:
+        try:
+            predictions.append(_traced_prediction(record, prediction_dir))
+        except _Skip as skip:
+            (problems.missing if skip.kind == "missing" else problems.mismatched).append((record.file_name, skip.detail))
+            continue
+        kept.append(record)
+    if problems and not allow_missing:
+        parts = []
+        if problems.missing:
+            parts.append(f"{len(problems.missing)} video(s) have no prediction for a traced frame: {_listing(problems.missing)}")
+        if problems.mismatched:
+            parts.append(f"{len(problems.mismatched)} video(s) have predictions of the wrong size: {_listing(problems.mismatched)}")
+        raise UserError(
+            f"{prediction_dir}: " + "; ".join(parts)
+            + f" (of {len(index.records)} traced {split} videos; rerun predict.py, or pass --allow_missing to skip them)"
+        )
+    if not kept:
+        raise UserError(f"{prediction_dir}: none of the {len(index.records)} traced {split} videos has usable predictions")
+    for kind, items in (("missing prediction", problems.missing), ("size mismatch", problems.mismatched)):
+        if items:
+            log.warning("skipping %d video(s) (%s): %s", len(items), kind, _listing(items))
+
+    # Per-video pixel counts; the masks differ in size between videos only in unusual datasets.
+    inter = np.zeros((len(kept), 2), dtype=np.int64)
+    pred_sum = np.zeros_like(inter)
+    true_sum = np.zeros_like(inter)
+    for i, (record, predicted) in enumerate(zip(kept, predictions)):
+        truth = np.stack([tracing_mask(record.ed_rows, record.height, record.width), tracing_mask(record.es_rows, record.height, record.width)])
+        inter[i], pred_sum[i], true_sum[i] = dice_counts(predicted, truth)
+
+    dice_table = pd.DataFrame(
+        {
+            "FileName": [r.file_name for r in kept],
+            "DiceED": dice_from_counts(inter[:, 0], pred_sum[:, 0], true_sum[:, 0]),
+            "DiceES": dice_from_counts(inter[:, 1], pred_sum[:, 1], true_sum[:, 1]),
+            "DiceOverall": dice_from_counts(inter.sum(1), pred_sum.sum(1), true_sum.sum(1)),
+            "EDFrame": [r.ed_frame for r in kept],
+            "ESFrame": [r.es_frame for r in kept],
+            "IntersectionED": inter[:, 0],
+            "PredAreaED": pred_sum[:, 0],
+            "TrueAreaED": true_sum[:, 0],
+            "IntersectionES": inter[:, 1],
+            "PredAreaES": pred_sum[:, 1],
+            "TrueAreaES": true_sum[:, 1],
+        }
+    )
+    write_csv(dice_table, output_dir / f"{split}_dice.csv")
+
+    rng = np.random.default_rng(seed)
+    intervals = bootstrap_dice(inter, pred_sum, true_sum, samples=samples, rng=rng, ci=ci, convention=convention)
+    quantiles = REFERENCE_QUANTILES if reference else ((1 - ci) / 2, (1 + ci) / 2)
+    percentiles = [round(100 * q, 10) for q in quantiles]  # 2.5, not 2.500000000000002
+    summary: dict = {
+        "split": split,
+        "n_videos": len(kept),
+        "samples": samples,
+        "ci": ci,
+        "percentiles": percentiles,
+        "seed": seed,
+        "convention": convention,
+        "convention_description": CONVENTION_DESCRIPTIONS[convention],
+        "overall": intervals["overall"].as_dict("dice"),
+        "ed": intervals["ed"].as_dict("dice"),
+        "es": intervals["es"].as_dict("dice"),
+        "skipped": {"missing_prediction": len(problems.missing), "size_mismatch": len(problems.mismatched)},
+        "skipped_videos": [name for name, _ in problems.missing + problems.mismatched],
+        "dataset_skipped": {reason: len(names) for reason, names in index.skipped.items() if names},
+    }
+    label = "95% CI (5th-95th percentiles, published convention)" if reference else f"{100 * ci:g}% CI"
+    lines = [
+        f"# {split}: {len(kept)} videos, {samples} bootstrap resamples, seed {seed}, intervals = {label}",
+        f"# convention {convention}: {CONVENTION_DESCRIPTIONS[convention]}",
+    ]
+    for key, name in (("overall", "overall"), ("ed", "ED"), ("es", "ES")):
+        interval = intervals[key]
+        lines.append(f"{split} dice ({name}): {interval.estimate:.4f} ({interval.low:.4f} - {interval.high:.4f})")
+
+    volumes = _read_volumes(prediction_dir)
+    ef_pairs = None
+    if volumes is not None:
+        reference_ef = np.array([np.nan if r.ef is None else r.ef for r in kept], dtype=np.float64)
+        predicted_ef = volumes["EF"].reindex([r.file_name for r in kept]).to_numpy(np.float64)
+        usable = np.isfinite(reference_ef) & np.isfinite(predicted_ef)
+        if usable.any():
+            ef_pairs = (reference_ef[usable], predicted_ef[usable])
+            agreement = ef_agreement(predicted_ef[usable], reference_ef[usable])
+            mae = bootstrap_mean(np.abs(predicted_ef[usable] - reference_ef[usable]), samples=samples, rng=rng, ci=ci, convention=convention)
+            summary["ef"] = {
+                **agreement,
+                "low": mae.low,
+                "high": mae.high,
+                "n_videos": int(usable.sum()),
+                # Evaluated videos without a finite predicted EF (absent from volumes.csv or NaN) or reference EF.
+                "n_missing": int((~usable).sum()),
+            }
+            lines.append(
+                f"{split} ef mae: {mae.estimate:.2f} ({mae.low:.2f} - {mae.high:.2f}), r2 {agreement['r2']:.3f}, "
+                f"rmse {agreement['rmse']:.2f}, bias {agreement['bias']:+.2f}, n={int(usable.sum())}"
+                + (f" ({int((~usable).sum())} without EF)" if (~usable).any() else "")
+            )
+        else:
+            lines.append(f"{split} ef: no evaluated video has both a predicted EF (volumes.csv) and a reference EF")
+
+    all_frames = _all_frames(kept, data_dir, prediction_dir)
+    if all_frames is not None:
+        block, frames_table = all_frames
+        summary["all_frames"] = block
+        write_csv(frames_table, output_dir / f"{split}_all_frames.csv")
+        lines.append(f"{split} dice (all frames vs ReferenceMasks): {block['dice']:.4f}, {block['n_videos']} videos, {block['n_frames']} frames")
+        lines.append(
+            f"{split} mean |frame-to-frame area change| (px): predicted {block['pred_mean_abs_area_change']:.2f}, "
+            f"reference {block['ref_mean_abs_area_change']:.2f}, difference {block['area_change_difference']:+.2f}"
+        )
+
+    for kind, items in (("missing prediction", problems.missing), ("size mismatch", problems.mismatched)):
+        if items:
+            lines.append(f"skipped {len(items)} video(s) ({kind}, --allow_missing): {_listing(items)}")
+
+    if plots:
+        from unilvseg.evaluation.plots import dice_histograms, ef_scatter
+
+        written = [dice_histograms(dice_table, output_dir / f"{split}_dice_histogram.png", split)]
+        if ef_pairs is not None:
+            written.append(ef_scatter(*ef_pairs, output_dir / f"{split}_ef_scatter.png", split, mae=summary["ef"]["mae"]))
+        summary["plots"] = [p.name for p in written]
+
+    write_text("\n".join(lines) + "\n", output_dir / "log.csv")
+    write_json(_json_safe(summary), output_dir / "summary.json")
+    # Returned for the CLI to print; not part of summary.json.
+    summary["log_lines"] = lines
+    return summary
+
+
+def _json_safe(value):
+    """NaN/inf -> null so summary.json stays strict JSON (e.g. R² of a constant reference EF)."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
