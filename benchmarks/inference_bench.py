@@ -12,7 +12,8 @@ Methods, all on the same videos and the same (randomly initialised) network:
   like-for-like comparison with ``published``.
 
 Reported: frames per second of full-video prediction (all frames of all videos / the median
-wall time of ``repeats`` timed passes after one warm-up pass), the number of windows each method
+wall time of ``repeats`` timed passes after one warm-up pass; the methods take turns pass by
+pass so changes in machine load hit all of them alike), the number of windows each method
 runs, the load average before and after (the machine is shared), and how closely
 ``ours_stride_frames`` agrees with ``published`` on frames both predict from identical windows.
 
@@ -63,16 +64,22 @@ def _synchronise(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(method, videos, device, repeats: int) -> tuple[list[float], list[np.ndarray]]:
-    results = [method(video) for video in videos]  # warm-up (allocator, oneDNN/cuDNN plans)
+def _time_interleaved(methods: dict, videos, device, repeats: int) -> tuple[dict, dict]:
+    """Per method: wall times of ``repeats`` passes over all videos, and the last pass's outputs.
+
+    One warm-up pass per method (allocator, oneDNN/cuDNN plans), then the methods take turns
+    pass by pass, so a change in machine load hits all of them alike rather than one.
+    """
+    outputs = {name: [method(video) for video in videos] for name, method in methods.items()}
     _synchronise(device)
-    times = []
+    times = {name: [] for name in methods}
     for _ in range(repeats):
-        started = time.perf_counter()
-        results = [method(video) for video in videos]
-        _synchronise(device)
-        times.append(time.perf_counter() - started)
-    return times, results
+        for name, method in methods.items():
+            started = time.perf_counter()
+            outputs[name] = [method(video) for video in videos]
+            _synchronise(device)
+            times[name].append(time.perf_counter() - started)
+    return times, outputs
 
 
 def _windows(n_frames: int, frames: int, stride: int) -> int:
@@ -110,16 +117,16 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
         ),
     }
     load_before = os.getloadavg()
-    results, outputs = {}, {}
-    for name, (method, windows) in methods.items():
-        times, outputs[name] = _time(method, videos, device_t, repeats)
-        median = statistics.median(times)
+    times, outputs = _time_interleaved({name: method for name, (method, _) in methods.items()}, videos, device_t, repeats)
+    results = {}
+    for name, (_, windows) in methods.items():
+        median = statistics.median(times[name])
         results[name] = {
             "median_s": round(median, 4),
             "frames_per_s": round(total_frames / median, 2),
             "windows": windows,
             "windows_per_s": round(windows / median, 2),
-            "times_s": [round(t, 4) for t in times],
+            "times_s": [round(t, 4) for t in times[name]],
         }
     load_after = os.getloadavg()
 
@@ -155,7 +162,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
 def format_table(report: dict) -> str:
     lines = [
         f"{report['encoder']}, {report['frames']}-frame windows, videos {report['video_lengths']} frames, "
-        f"device {report['device']} ({report['torch_threads']} threads), median of {report['repeats']} after warm-up, "
+        f"device {report['device']} ({report['torch_threads']} threads), median of {report['repeats']} interleaved passes after warm-up, "
         f"load {report['load_average_before'][0]} -> {report['load_average_after'][0]}",
         f"{'method':<20} {'windows':>8} {'median s':>10} {'frames/s':>10} {'vs published':>13}",
     ]

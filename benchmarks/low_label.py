@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--budget_steps", type=int, default=60, help="weak-training optimiser steps per run (same for every method)")
-    parser.add_argument("--ssl_steps", type=int, default=120, help="pre-training steps per pretext and seed")
+    parser.add_argument("--ssl_steps", type=int, default=150, help="pre-training steps per pretext and seed")
     parser.add_argument("--samples", type=int, default=2000, help="bootstrap resamples for the intervals")
     parser.add_argument("--work_dir", default=None, help="run folders (default runs/low_label/<dataset>)")
     parser.add_argument("--results_dir", default=str(RESULTS_DIR), help="where the .md/.csv/.png go")

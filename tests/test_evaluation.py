@@ -392,6 +392,8 @@ def test_missing_and_mismatched_predictions(tmp_path, capsys):
     cv2.imwrite(str(pred_dir / f"V0_{ED}_ED.png"), np.zeros((SIZE + 2, SIZE), np.uint8))
     with pytest.raises(UserError, match=r"wrong size: V0 \(V0_4_ED.png is 50x48, video is 48x48\)"):
         evaluate_predictions(root, pred_dir, tmp_path / "out", samples=20)
+    with pytest.raises(UserError, match="--data_dir"):
+        evaluate_predictions(tmp_path / "no_data", pred_dir, tmp_path / "out", samples=20)
     with pytest.raises(UserError, match="--prediction_dir"):
         evaluate_predictions(root, tmp_path / "nowhere", tmp_path / "out", samples=20)
 

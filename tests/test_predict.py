@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import write_avi
+from conftest import REAL_EXTERNAL, REAL_MINI, needs_real_data, write_avi
 from unilvseg.data.clips import ClipSampler
 from unilvseg.data.index import load_index
 from unilvseg.data.video import read_video
@@ -413,3 +413,17 @@ def test_help_documents_the_pixel_spacing(capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "mm per pixel" in text and "--mm_per_pixel" in text and "EF is a ratio" in text
+
+
+@needs_real_data
+def test_real_echonet_and_external_videos(weak_checkpoint, tmp_path):
+    save = tmp_path / "real"
+    assert run_predict("--data_path", REAL_MINI, "--split", "all", "--checkpoint", weak_checkpoint, "--save_dir", save) == 0
+    index = load_index(REAL_MINI, require_tracings=False)
+    size = pd.read_csv(save / "size.csv", keep_default_na=False, dtype={"Traced": str})
+    assert len(size) == sum(len(read_video(r.path)) for r in index.records)
+    assert (size.Traced == "ED").sum() == (size.Traced == "ES").sum() == len(index.records)
+    external = tmp_path / "external"
+    assert run_predict("--external_dir", REAL_EXTERNAL, "--checkpoint", weak_checkpoint, "--save_dir", external) == 0
+    with np.load(external / "masks" / "Example1.npz") as stored:
+        assert stored["masks"].shape == read_video(REAL_EXTERNAL / "Example1.avi").shape[:3]

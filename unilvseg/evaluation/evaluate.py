@@ -251,6 +251,8 @@ def evaluate_predictions(
     data_dir, prediction_dir, output_dir = Path(data_dir), Path(prediction_dir), Path(output_dir)
     ci = _check_options(samples, ci, reference)
     convention = REFERENCE if reference else VIDEO
+    if not data_dir.is_dir():
+        raise UserError(f"--data_dir {data_dir}: folder does not exist (expected an EchoNet-Dynamic folder)")
     if not prediction_dir.is_dir():
         raise UserError(f"--prediction_dir {prediction_dir}: folder does not exist (run predict.py first)")
     index = load_index(data_dir, split=split, require_tracings=True)

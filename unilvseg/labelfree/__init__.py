@@ -1,0 +1,31 @@
+"""Label-free LV segmentation after Ferreira et al. ("Self-supervised learning for label-free
+segmentation in cardiac ultrasound"): classical weak labels per frame (stage 1) and quality
+control (stage 2); the training loop that learns from the passing frames lives elsewhere.
+
+Names are imported lazily so ``python -m unilvseg.labelfree.classical`` runs its module once.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SectorGeometry": "classical",
+    "WeakLabelParams": "classical",
+    "cut_at_neck": "classical",
+    "detect_sector": "classical",
+    "dice_per_frame": "classical",
+    "evaluate_folder": "classical",
+    "refine_mask": "classical",
+    "weak_lv_labels": "classical",
+    "QCResult": "qc",
+    "quality_control": "qc",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"unilvseg.labelfree.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'unilvseg.labelfree' has no attribute {name!r}")

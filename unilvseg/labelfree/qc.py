@@ -7,6 +7,7 @@ neighbouring frames of the same clip. Only passing frames become pseudo-labels f
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,8 @@ def convex_hull_areas(stack: np.ndarray, frames) -> np.ndarray:
     return hull_area
 
 
-def _elongation(stack: np.ndarray) -> np.ndarray:
-    """Major / minor axis ratio of each frame's mask from second moments (nan when empty)."""
+def _shape_moments(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: major / minor axis ratio from second moments, centroid x and y (nan when empty)."""
     frames, height, width = stack.shape
     frame, ys, xs = np.nonzero(stack)
     ys, xs = ys.astype(np.float64), xs.astype(np.float64)
@@ -81,7 +82,8 @@ def _elongation(stack: np.ndarray) -> np.ndarray:
     half_trace, det = 0.5 * (cov_xx + cov_yy), cov_xx * cov_yy - cov_xy**2
     root = np.sqrt(np.maximum(half_trace**2 - det, 0))
     ratio = np.sqrt((half_trace + root) / np.maximum(half_trace - root, 1e-6))
-    return np.where(area > 0, ratio, np.nan)
+    empty = area == 0
+    return tuple(np.where(empty, np.nan, value) for value in (ratio, mean_x, mean_y))
 
 
 def running_median(values: np.ndarray, valid: np.ndarray, window: int) -> np.ndarray:
@@ -91,12 +93,9 @@ def running_median(values: np.ndarray, valid: np.ndarray, window: int) -> np.nda
     padded = np.full(count + 2 * half, np.nan)
     padded[half : half + count] = np.where(valid, values, np.nan)
     windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-nan windows give nan
-            return np.nanmedian(windows, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-nan windows give nan, on purpose
+        return np.nanmedian(windows, axis=1)
 
 
 def quality_control(
@@ -107,6 +106,7 @@ def quality_control(
     min_solidity: float = 0.75,
     elongation_range: tuple[float, float] = (1.0, 4.0),
     max_area_jump: float = 0.35,
+    max_centroid_shift: float = 0.12,
     window: int = 9,
 ) -> QCResult:
     """Per-frame quality control of LV labels ``masks`` (T, H, W) of one clip.
@@ -117,7 +117,8 @@ def quality_control(
     outside [min_area_frac, max_area_frac]); ``solidity`` (< min_solidity); ``elongation``
     (major/minor outside ``elongation_range``); ``area_jump`` (area differs by more than
     ``max_area_jump`` relative to the running median of the single-blob frames within
-    ``window`` frames).
+    ``window`` frames); ``centroid_jump`` (centroid further than ``max_centroid_shift`` x
+    sqrt(reference area) from the clip's median centroid: another chamber was picked).
     """
     masks = np.asarray(masks)
     if masks.ndim == 2:
@@ -147,10 +148,19 @@ def quality_control(
     single = components == 1
     with np.errstate(divide="ignore", invalid="ignore"):
         solidity = area / convex_hull_areas(stack, np.flatnonzero(single))
-    elongation = _elongation(stack)
-    baseline = running_median(area, single, max(window, 1) | 1)  # odd window
+    elongation, centre_x, centre_y = _shape_moments(stack)
+    odd_window = window | 1
+    baseline = running_median(area, single, odd_window)
     with np.errstate(divide="ignore", invalid="ignore"):
         jump = np.abs(area / baseline - 1.0)
+    # The LV barely moves within a clip, while a wrongly picked chamber often persists for
+    # several frames (a whole systole), which a running median would follow: compare with the
+    # clip-wide median centroid instead.
+    if single.any():
+        shift = np.hypot(centre_x - np.median(centre_x[single]), centre_y - np.median(centre_y[single]))
+        shift = shift / np.sqrt(reference)
+    else:
+        shift = np.full(frames, np.nan)
 
     checks = {
         "empty": area == 0,
@@ -160,15 +170,15 @@ def quality_control(
         "solidity": single & (solidity < min_solidity),
         "elongation": single & ((elongation < elongation_range[0]) | (elongation > elongation_range[1])),
         "area_jump": single & np.isfinite(jump) & (jump > max_area_jump),
+        "centroid_jump": single & np.isfinite(shift) & (shift > max_centroid_shift),
     }
     failed = np.zeros(frames, bool)
     for flags in checks.values():
         failed |= flags
     reasons: list[list[str]] = [[] for _ in range(frames)]
     for name, flags in checks.items():
-        label = name
         for index in np.flatnonzero(flags):
-            reasons[index].append(f"components={components[index]}" if name == "components" else label)
+            reasons[index].append(f"components={components[index]}" if name == "components" else name)
     metrics = {
         "area": area,
         "area_frac": area_frac,
@@ -176,5 +186,6 @@ def quality_control(
         "solidity": solidity,
         "elongation": elongation,
         "area_jump": jump,
+        "centroid_shift": shift,
     }
     return QCResult(~failed, reasons, metrics)

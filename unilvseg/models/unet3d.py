@@ -6,7 +6,11 @@ Input and output are ``(B, C, H, W, T)``; every spatial and temporal size must b
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import os
+import sys
 from collections.abc import Sequence
 
 import torch
@@ -18,11 +22,43 @@ from unilvseg.errors import UserError
 UNET3D_CHANNELS = (16, 32, 64, 128, 256)
 UNET3D_ENCODER_UNITS = (2, 3, 4, 6, 3)
 FAST_CPU_ENV = "UNILVSEG_FAST_CPU"
+# glibc mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+_allocator_tuned: bool | None = None
+
+log = logging.getLogger("unilvseg")
 
 
 def fast_cpu_enabled() -> bool:
-    """Whether the channels-last CPU fast path is allowed (``UNILVSEG_FAST_CPU=0`` turns it off)."""
+    """Whether the CPU fast path is allowed (``UNILVSEG_FAST_CPU=0`` turns it off)."""
     return os.environ.get(FAST_CPU_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed large blocks in the glibc heap instead of returning them to the kernel.
+
+    A CPU train step of the 3D U-Net allocates and frees hundreds of MB of activations and
+    gradients, each 25-100 MB. glibc serves blocks above its mmap threshold (at most 32 MB by
+    default) with fresh mmaps and unmaps them on free, so every step page-faults and the kernel
+    zeroes ~0.6 GB again (~145k minor faults per step at 3x112x112x32). Raising the mmap and
+    trim thresholds lets the heap reuse those pages: 0 faults after the first step, numerics
+    bit-identical. Peak RSS is unchanged; memory is returned to the OS only at exit.
+    Process-wide and idempotent; a no-op where glibc is absent. Returns whether it is active.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        _allocator_tuned = False
+        if sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                ok_mmap = libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+                ok_trim = libc.mallopt(M_TRIM_THRESHOLD, 1 << 31)
+                _allocator_tuned = bool(ok_mmap and ok_trim)
+            except (OSError, AttributeError):  # musl or no libc symbol: keep the default allocator
+                pass
+        log.debug("CPU allocator tuning %s", "active" if _allocator_tuned else "unavailable")
+    return _allocator_tuned
 
 
 def residual_unit(in_channels: int, out_channels: int) -> ResidualUnit:
@@ -78,6 +114,7 @@ class UNet3D(nn.Module):
         self.channels = tuple(int(c) for c in channels)
         self.size_factor = 2 ** (len(self.channels) - 1)
         # None = decide per call (CPU fp32 and UNILVSEG_FAST_CPU not 0); True/False forces it.
+        # The fast path only changes how memory is allocated, never the arithmetic.
         self.fast_cpu = fast_cpu
 
         stages = []
@@ -130,11 +167,8 @@ class UNet3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_sizes(x)
-        fast = self.use_fast_cpu(x)
-        if fast:
-            # oneDNN's channels-last 3D convolutions avoid the NCDHW<->blocked reorders that
-            # dominate the default CPU path (see benchmarks/train_step.py).
-            x = x.contiguous(memory_format=torch.channels_last_3d)
+        if self.use_fast_cpu(x):
+            tune_cpu_allocator()
         skips = []
         h = x
         for depth, stage in enumerate(self.encoder):
@@ -144,8 +178,7 @@ class UNet3D(nn.Module):
             skips.append(h)
         for upsample, stage, skip in zip(self.upsamplers, self.decoder, reversed(skips[:-1])):
             h = stage(torch.cat([upsample(h), skip], dim=1))
-        out = self.head(h)
-        return out.contiguous() if fast else out
+        return self.head(h)
 
 
 class MonaiUNet3D(nn.Module):

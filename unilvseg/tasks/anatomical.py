@@ -264,19 +264,20 @@ class AnatomicalTargets:
 
 def save_position_figure(examples: list[tuple[np.ndarray, np.ndarray, str]], path: str | Path, n_classes: int) -> Path:
     """PNG of example frames (uint8 (H, W) gray) above their class maps, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The object-oriented Figure draws with Agg without touching pyplot's global backend state.
+    from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
 
     from unilvseg.io import atomic_path
 
     if not examples:
         raise UserError("no example clips to draw position maps from")
-    colours = plt.get_cmap("tab20", max(n_classes - 1, 1))(np.arange(max(n_classes - 1, 1)))
+    tiles = max(n_classes - 1, 1)
+    colours = colormaps["tab20"].resampled(tiles)(np.arange(tiles))
     colormap = ListedColormap(np.vstack([[0.0, 0.0, 0.0, 1.0], colours])[:n_classes])
-    figure, axes = plt.subplots(2, len(examples), figsize=(2.6 * len(examples), 5.4), squeeze=False)
+    figure = Figure(figsize=(2.6 * len(examples), 5.4))
+    axes = figure.subplots(2, len(examples), squeeze=False)
     for column, (frame, classes, title) in enumerate(examples):
         axes[0, column].imshow(frame, cmap="gray", vmin=0, vmax=255)
         axes[0, column].set_title(title, fontsize=7)
@@ -295,7 +296,6 @@ def save_position_figure(examples: list[tuple[np.ndarray, np.ndarray, str]], pat
     path = Path(path)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-    plt.close(figure)
     return path
 
 
