@@ -4,8 +4,8 @@
 
 Prints one JSON line: median wall and CPU seconds per step, minor page faults per step, peak
 RSS, and the 1-minute load average before/after (timings taken with load >= 1.5 on a shared
-machine are flagged ``"quiet": false`` and should not be compared). ``--fast off`` (or
-UNILVSEG_FAST_CPU=0) measures the reference path.
+machine are flagged ``"quiet": false`` and should not be compared). ``--fast on/off``
+(UNILVSEG_FAST_CPU=1/0) forces the 3D U-Net CPU allocator tuning; ``auto`` keeps the default.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     # Thread pools are sized when torch loads, so set the environment first.
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(args.threads)
-    if args.fast == "off":
-        os.environ["UNILVSEG_FAST_CPU"] = "0"
+    if args.fast != "auto":
+        os.environ["UNILVSEG_FAST_CPU"] = "1" if args.fast == "on" else "0"
     import resource
 
     import psutil
@@ -61,8 +61,6 @@ def main(argv=None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.fast == "on" and hasattr(network, "fast_cpu"):
-        network.fast_cpu = True
     optimizer = torch.optim.Adam(network.parameters(), lr=1e-4)
     clip = torch.randn(args.batch, 3, args.size, args.size, args.frames)
     target = (torch.rand(args.batch, 1, args.size, args.size, args.frames) > 0.5).float()

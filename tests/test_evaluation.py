@@ -469,3 +469,22 @@ def test_real_reference_masks_as_predictions(tmp_path):
     assert summary["n_videos"] == 4
     assert 0.9 < summary["overall"]["dice"] <= 1.0
     assert summary["all_frames"]["dice"] == 1.0 and summary["all_frames"]["area_change_difference"] == 0.0
+
+
+def test_beat_wise_volumes_pair_ed_and_es_of_the_same_beat():
+    """ED/ES come from one complete beat; a beat cut off in systole by the video end is ignored."""
+    from unilvseg.evaluation.volumes import beats_from_volumes, volumes_from_masks
+
+    t = np.arange(130)  # volume peaks at 10, 60, 110; the video ends mid-systole of beat 3
+    radius = 20 + 6 * np.cos(2 * np.pi * (t - 10) / 50) + 2 * (t > 100)
+    yy, xx = np.mgrid[:112, :112]
+    masks = ((xx - 56) ** 2 + (yy - 56) ** 2 / 4.0 <= radius[:, None, None] ** 2).astype(np.uint8)
+    volumes = volumes_from_masks(masks, beat_wise=False)["volumes"]
+    beats = beats_from_volumes(volumes)
+    assert [ed for ed, _ in beats] == [10, 60]
+    assert all(abs(es - (ed + 25)) <= 1 for ed, es in beats)
+    result = volumes_from_masks(masks)
+    assert result["beats"] == 2 and (result["ed_frame"], result["es_frame"]) in beats
+    # The whole-video extremes pair the larger third-beat ED with an ES of another beat.
+    whole = volumes_from_masks(masks, beat_wise=False)
+    assert whole["ed_frame"] > 100 and whole["es_frame"] < 100 and whole["ef"] > result["ef"]

@@ -22,7 +22,7 @@ from unilvseg.models import (
     tile_clip,
     untile_clip,
 )
-from unilvseg.models.unet3d import tune_cpu_allocator
+from unilvseg.models.unet3d import FAST_CPU_DEFAULT, tune_cpu_allocator
 
 FRAMES = 16
 SIZE = 32
@@ -245,13 +245,15 @@ def test_fast_cpu_path_is_bit_identical_and_switchable(monkeypatch):
     fast_out, fast_grads = output_and_grads(True)
     assert torch.equal(fast_out, ref_out)
     assert all(torch.equal(a, b) for a, b in zip(fast_grads, ref_grads))
-    # The automatic choice: CPU float32 only, and UNILVSEG_FAST_CPU=0 turns it off.
+    # The automatic choice: CPU float32 only, switched by UNILVSEG_FAST_CPU.
     network.fast_cpu = None
     monkeypatch.setenv("UNILVSEG_FAST_CPU", "0")
     assert not network.use_fast_cpu(clip)
     monkeypatch.setenv("UNILVSEG_FAST_CPU", "1")
     assert network.use_fast_cpu(clip)
     assert not network.use_fast_cpu(clip.double())
+    monkeypatch.delenv("UNILVSEG_FAST_CPU")
+    assert network.use_fast_cpu(clip) == FAST_CPU_DEFAULT
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator tuning is Linux-only")

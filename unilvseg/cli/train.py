@@ -16,7 +16,7 @@ from typing import Callable
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
-from unilvseg.errors import UserError
+from unilvseg.errors import NonFiniteLossError, UserError
 
 log = logging.getLogger("unilvseg")
 
@@ -120,6 +120,7 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
         std=args.std,
         augment=args.augment,
         cache_dir=args.cache_dir,
+        seed=args.seed,  # clips and batch order from (seed, epoch, item): resumed runs repeat exactly
         **extra,
     )
 
@@ -218,7 +219,8 @@ def _main(argv, parser_factory, kind, build) -> int:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(_with_run_config(argv))
         return run_training(args, kind, build, parser)
-    except UserError as error:
+    except (UserError, NonFiniteLossError) as error:
+        # A diverged run is the user's to fix (learning rate, data), not a bug: no traceback.
         print(f"error: {error}", file=sys.stderr)
         return 2
 

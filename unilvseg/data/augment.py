@@ -40,11 +40,17 @@ class ClipAugment:
                 [[cos, -sin * height / width, -2.0 * shift[0] / width], [sin * width / height, cos, -2.0 * shift[1] / height]],
                 dtype=video.dtype,
             )
-            grid = F.affine_grid(theta.expand(video.shape[0], 2, 3), list(video.shape), align_corners=False)
-            video = F.grid_sample(video, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            # One grid for the whole clip: frames and channels are stacked as channels of a
+            # single image, so the warp is computed once instead of once per frame.
+            frames, channels = video.shape[:2]
+            grid = F.affine_grid(theta[None], [1, 1, height, width], align_corners=False)
+            video = F.grid_sample(
+                video.reshape(1, frames * channels, height, width), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            ).reshape(frames, channels, height, width)
             if masks is not None:
-                warped = F.grid_sample(masks.to(video.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-                masks = warped.to(masks.dtype)
+                stacked = masks.reshape(1, -1, height, width).to(video.dtype)
+                warped = F.grid_sample(stacked, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+                masks = warped.reshape(masks.shape).to(masks.dtype)
         if self.contrast or self.brightness:
             gain = rng.uniform(1 - self.contrast, 1 + self.contrast) if self.contrast else 1.0
             offset = rng.uniform(-self.brightness, self.brightness) if self.brightness else 0.0

@@ -18,7 +18,7 @@ from typing import Callable, Protocol, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from unilvseg.data.augment import NO_AUGMENT, ClipAugment
 from unilvseg.data.clips import ClipSampler
@@ -100,6 +100,7 @@ class EchoClipDataset(Dataset):
         mean: Sequence[float] = ECHONET_MEAN,
         std: Sequence[float] = ECHONET_STD,
         size: tuple[int, int] = (112, 112),
+        seed: int | None = None,
     ):
         if clip not in CLIP_PLACEMENTS:
             raise UserError(f"clip placement {clip!r}: expected one of {CLIP_PLACEMENTS}")
@@ -112,6 +113,8 @@ class EchoClipDataset(Dataset):
         self.cache = cache or FrameCache(size=self.size)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.seed = seed
+        self.epoch = 0
         if clip.startswith("traced"):
             records = [r for r in records if r.traced]
         if clip == "traced_centred":
@@ -122,10 +125,18 @@ class EchoClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _rng(self) -> np.random.Generator:
-        # Drawn from torch's generator so Lightning's seeding (main process and per-worker
-        # seeds) makes clips reproducible, yet different every epoch.
-        return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+    def set_epoch(self, epoch: int) -> None:
+        """Epoch used for plain integer keys (keys from :class:`EpochSampler` carry their own)."""
+        self.epoch = int(epoch)
+
+    def _rng(self, index: int, epoch: int) -> np.random.Generator:
+        if self.seed is None:
+            # Drawn from torch's generator so Lightning's seeding (main process and per-worker
+            # seeds) makes clips reproducible, yet different every epoch.
+            return np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        # A pure function of (seed, epoch, item): a run resumed from a checkpoint, or one with
+        # any number of workers, draws exactly the clips and augmentations of an uninterrupted run.
+        return np.random.default_rng([int(self.seed) % 2**63, int(epoch), int(index)])
 
     def frame_index(self, item: _Item, n_frames: int, rng: np.random.Generator) -> np.ndarray:
         record = item.record
@@ -139,14 +150,23 @@ class EchoClipDataset(Dataset):
         frame = record.traced_frames[item.phase[5:]]
         return self.sampler.centred_clip(n_frames, frame)
 
-    def __getitem__(self, i: int) -> dict | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        # ``(epoch, i)`` keys come from EpochSampler; a plain ``i`` uses the dataset's own epoch.
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         item = self.items[i]
         record = item.record
-        rng = self._rng()
+        rng = self._rng(i, epoch)
         try:
             video = self.cache.frames(record.path)
         except DataError as error:
             log.warning("skipping video in this batch: %s", error)
+            return None
+        if self.clip.startswith("traced") and max(record.traced_frames.values()) >= len(video):
+            # A truncated AVI can still decode its first frames; its tracings then point past the end.
+            log.warning(
+                "skipping video in this batch: %s decodes to %d frames but is traced at frame %d (truncated file?)",
+                record.path, len(video), max(record.traced_frames.values()),
+            )
             return None
         frame_index = self.frame_index(item, len(video), rng)
         frames = np.asarray(video[frame_index])  # reads only these frames from the memory map
@@ -181,6 +201,34 @@ def collate_clips(items: list[dict | None]) -> dict:
     return batch
 
 
+class EpochSampler(Sampler):
+    """Keys ``(epoch, index)`` in an order that is a function of (seed, epoch) only.
+
+    Lightning calls ``set_epoch`` before every epoch (with the epoch restored from a checkpoint
+    on resume), and the epoch travels inside each key to the dataset, so persistent worker
+    processes see it too; clip placement and augmentation follow from (seed, epoch, index).
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int):
+        self.size = int(size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed) % 2**63
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch, 2**32]).permutation(self.size)
+        else:
+            order = np.arange(self.size)
+        return iter([(self.epoch, int(i)) for i in order])
+
+
 SCHEMES = {
     # scheme: (train placement, val placement, targets)
     "ssl": ("random", "centred", None),
@@ -195,6 +243,9 @@ class EchoNetDataModule(L.LightningDataModule):
     ``data_path=None`` uses the built-in phantom (generated once into the cache folder).
     ``external_dirs`` add plain folders of unlabelled videos to self-supervised training.
     ``train_videos`` keeps the first n training videos of a seeded shuffle (low-label studies).
+    ``seed`` (the CLIs pass ``--seed``) makes batch order, clip placement and augmentation a
+    function of (seed, epoch, item), so resumed runs repeat an uninterrupted run bit for bit;
+    None keeps drawing them from torch's global generator.
     """
 
     def __init__(
@@ -215,6 +266,7 @@ class EchoNetDataModule(L.LightningDataModule):
         subset_seed: int = 0,
         cache_dir: str | Path | None = "auto",
         size: tuple[int, int] = (112, 112),
+        seed: int | None = None,
     ):
         super().__init__()
         if scheme not in SCHEMES:
@@ -241,6 +293,7 @@ class EchoNetDataModule(L.LightningDataModule):
         self.train_videos = train_videos
         self.subset_seed = subset_seed
         self.size = tuple(size)
+        self.seed = seed
         self.cache = FrameCache(cache_dir, size=self.size)
         self._index: DatasetIndex | None = None
 
@@ -293,13 +346,16 @@ class EchoNetDataModule(L.LightningDataModule):
             mean=self.mean,
             std=self.std,
             size=self.size,
+            seed=self.seed,
         )
 
     def _loader(self, dataset: EchoClipDataset, shuffle: bool) -> DataLoader:
+        sampler = EpochSampler(len(dataset), shuffle, self.seed) if self.seed is not None else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle if sampler is None else False,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate_clips,
             persistent_workers=self.num_workers > 0,

@@ -115,18 +115,51 @@ def ejection_fraction(edv: float, esv: float) -> float:
     return float(100.0 * (edv - esv) / edv) if edv > 0 else float("nan")
 
 
+def beats_from_volumes(volumes: np.ndarray, min_beat_frames: int = 15, prominence: float = 0.1) -> list[tuple[int, int]]:
+    """(ED, ES) frame pairs, one per beat: ED at each prominent volume peak, ES at the smallest
+    volume before the next peak (or the end of the video).
+
+    ``min_beat_frames`` is the shortest ED-to-ED distance accepted (15 frames = 0.3 s at 50 fps,
+    i.e. up to 200 bpm); ``prominence`` is relative to the volume range of the video.
+    """
+    from scipy.signal import find_peaks
+
+    volumes = np.asarray(volumes, dtype=np.float64)
+    span = float(np.ptp(volumes)) if len(volumes) else 0.0
+    if span <= 0:
+        return []
+    peaks, _ = find_peaks(volumes, distance=min_beat_frames, prominence=prominence * span)
+    beats = []
+    for i, ed in enumerate(peaks):
+        stop = peaks[i + 1] if i + 1 < len(peaks) else len(volumes)
+        if stop - ed < 3:
+            continue
+        segment = volumes[ed:stop]
+        es = ed + int(np.argmin(np.where(segment > 0, segment, np.inf)))
+        # A beat counts only if the volume really falls after ED and, for the last beat, rises
+        # again before the video ends (otherwise ES may lie beyond the last frame).
+        complete = i + 1 < len(peaks) or volumes[es:].max() - volumes[es] >= prominence * span
+        if volumes[ed] - volumes[es] >= prominence * span and complete:
+            beats.append((int(ed), int(es)))
+    return beats
+
+
 def volumes_from_masks(
     masks: np.ndarray,
     mm_per_pixel: float = DEFAULT_MM_PER_PIXEL,
     disks: int = DEFAULT_DISKS,
     frame_range: tuple[int, int] | None = None,
+    beat_wise: bool = True,
 ) -> dict:
     """EDV, ESV (mL), EF (%) and the ED/ES frames of a mask sequence ``(T, H, W)``.
 
-    ED = largest LV area, ES = smallest non-empty LV area, searched in ``frame_range``
-    ``(start, stop)`` if given (e.g. one beat) else the whole video. Returns
-    ``{"edv", "esv", "ef", "ed_frame", "es_frame", "areas" (T,) int, "volumes" (T,) mL}``;
-    with no non-empty frame EDV = ESV = 0, EF = NaN and both frames are -1.
+    With ``beat_wise`` (default) each heartbeat is found on the volume curve (ED = a volume
+    peak, ES = the minimum before the next peak) and the beat with the median EF is reported,
+    as clinicians average beats; the whole-video extremes would pair an ED and an ES from
+    different beats. Without detectable beats (or with ``beat_wise=False``), ED = largest and
+    ES = smallest non-empty area in ``frame_range`` ``(start, stop)`` or the whole video.
+    Returns ``{"edv", "esv", "ef", "ed_frame", "es_frame", "beats", "areas" (T,) int,
+    "volumes" (T,) mL}``; with no non-empty frame EF = NaN and both frames are -1.
     """
     masks = np.asarray(masks)
     if masks.ndim != 3:
@@ -137,10 +170,16 @@ def volumes_from_masks(
     if not 0 <= start < stop <= len(masks):
         raise ValueError(f"frame_range {frame_range} outside the {len(masks)} frames")
     window = areas[start:stop]
+    empty = {"edv": 0.0, "esv": 0.0, "ef": float("nan"), "ed_frame": -1, "es_frame": -1, "beats": 0, "areas": areas, "volumes": volumes}
     if not (window > 0).any():
-        return {"edv": 0.0, "esv": 0.0, "ef": float("nan"), "ed_frame": -1, "es_frame": -1, "areas": areas, "volumes": volumes}
-    ed_frame = start + int(np.argmax(window))
-    es_frame = start + int(np.argmin(np.where(window > 0, window, np.iinfo(np.int64).max)))
+        return empty
+    beats = [(start + ed, start + es) for ed, es in beats_from_volumes(volumes[start:stop])] if beat_wise else []
+    if beats:
+        efs = np.array([ejection_fraction(float(volumes[ed]), float(volumes[es])) for ed, es in beats])
+        ed_frame, es_frame = beats[int(np.argsort(efs)[(len(efs) - 1) // 2])]
+    else:
+        ed_frame = start + int(np.argmax(window))
+        es_frame = start + int(np.argmin(np.where(window > 0, window, np.iinfo(np.int64).max)))
     edv, esv = float(volumes[ed_frame]), float(volumes[es_frame])
     return {
         "edv": edv,
@@ -148,6 +187,7 @@ def volumes_from_masks(
         "ef": ejection_fraction(edv, esv),
         "ed_frame": ed_frame,
         "es_frame": es_frame,
+        "beats": len(beats),
         "areas": areas,
         "volumes": volumes,
     }

@@ -22,6 +22,10 @@ from unilvseg.errors import UserError
 UNET3D_CHANNELS = (16, 32, 64, 128, 256)
 UNET3D_ENCODER_UNITS = (2, 3, 4, 6, 3)
 FAST_CPU_ENV = "UNILVSEG_FAST_CPU"
+# Off by default: the allocator tuning measured 1.1-1.25x less CPU time per 3d_unet train step
+# (2-core shared CPU), short of the 1.3x bar for changing process-wide behaviour unasked.
+# UNILVSEG_FAST_CPU=1 turns it on, =0 off.
+FAST_CPU_DEFAULT = False
 # glibc mallopt parameters (malloc.h).
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -31,8 +35,11 @@ log = logging.getLogger("unilvseg")
 
 
 def fast_cpu_enabled() -> bool:
-    """Whether the CPU fast path is allowed (``UNILVSEG_FAST_CPU=0`` turns it off)."""
-    return os.environ.get(FAST_CPU_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    """Whether the CPU fast path is on (``UNILVSEG_FAST_CPU=1``/``0``; default FAST_CPU_DEFAULT)."""
+    value = os.environ.get(FAST_CPU_ENV, "").strip().lower()
+    if not value:
+        return FAST_CPU_DEFAULT
+    return value not in {"0", "false", "no", "off"}
 
 
 def tune_cpu_allocator() -> bool:
@@ -113,7 +120,7 @@ class UNet3D(nn.Module):
         self.encoder_name = encoder_name
         self.channels = tuple(int(c) for c in channels)
         self.size_factor = 2 ** (len(self.channels) - 1)
-        # None = decide per call (CPU fp32 and UNILVSEG_FAST_CPU not 0); True/False forces it.
+        # None = decide per call (CPU fp32 and fast_cpu_enabled()); True/False forces it.
         # The fast path only changes how memory is allocated, never the arithmetic.
         self.fast_cpu = fast_cpu
 

@@ -16,6 +16,39 @@ from unilvseg.errors import NonFiniteLossError, UserError
 from unilvseg.models import build_network
 
 
+def rng_states() -> dict:
+    """torch, numpy and python global generator states, as types ``torch.load(weights_only=True)`` reads."""
+    import random
+
+    import numpy as np
+
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    version, python_state, gauss = random.getstate()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)],
+        "python": [version, list(python_state), gauss],
+    }
+    if torch.cuda.is_available():
+        states["torch.cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    version, python_state, gauss = states["python"]
+    random.setstate((version, tuple(python_state), gauss))
+    cuda = states.get("torch.cuda")
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
 class ClipTask(L.LightningModule):
     """Base LightningModule over clips shaped (B, C, H, W, T).
 
@@ -87,6 +120,14 @@ class ClipTask(L.LightningModule):
         bad = [name for name, tensor in self.network.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
         if bad:
             raise NonFiniteLossError(f"refusing to save a checkpoint with non-finite weights ({bad[:3]}...)")
+        # Lightning does not keep the global generators; random choices made in the task (which
+        # frames temporal masking hides) must continue, not restart, when a run is resumed.
+        checkpoint["unilvseg_rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("unilvseg_rng_states")
+        if states is not None and self._trainer is not None:  # resuming a fit, not load_from_checkpoint
+            set_rng_states(states)
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self):
