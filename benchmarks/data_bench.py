@@ -244,8 +244,12 @@ def _run_child(spec: dict) -> dict:
 
 
 # ---------------------------------------------------------------- driver
-def run(quick: bool = False, data_path=None, workers=(0, 2)) -> dict:
-    """Benchmark both loaders in weak and SSL mode; returns a JSON-able dict of results."""
+def run(quick: bool = False, data_path=None, workers=(0, 2), samples: int | None = None,
+        repeats: int | None = None) -> dict:
+    """Benchmark both loaders in weak and SSL mode; returns a JSON-able dict of results.
+
+    ``samples``/``repeats`` override the per-epoch sample count and timed epochs (the suite's
+    ``--smoke`` mode shrinks them to seconds)."""
     from unilvseg.data.index import load_index
     from unilvseg.data.video import FrameCache
 
@@ -258,7 +262,8 @@ def run(quick: bool = False, data_path=None, workers=(0, 2)) -> dict:
     data_path = Path(data_path)
     data_seconds = time.perf_counter() - started
     records = load_index(data_path, require_tracings=False).records
-    samples, repeats = (16, 3) if quick else (48, 5)
+    default_samples, default_repeats = (16, 3) if quick else (48, 5)
+    samples, repeats = int(samples or default_samples), int(repeats or default_repeats)
 
     cache_dir = Path(tempfile.mkdtemp(prefix="unilvseg-data-bench-"))
     try:

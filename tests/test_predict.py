@@ -19,6 +19,7 @@ from unilvseg.data.video import read_video
 from unilvseg.errors import UserError
 from unilvseg.evaluation.inference import predict_video, resize_stack
 from unilvseg.evaluation.overlay import draw_outline, mask_outline, write_overlay
+from unilvseg.evaluation.volumes import volumes_from_masks
 
 FRAMES = 16
 
@@ -261,9 +262,9 @@ def test_predict_writes_every_output(tiny_phantom, weak_checkpoint, tmp_path):
         overlay = read_video(save / "overlays" / f"{record.file_name}.avi")
         assert overlay.shape == video.shape
         row = volumes[volumes.FileName == record.file_name].iloc[0]
-        areas = masks.sum(axis=(1, 2))
-        if areas.any():  # ED = largest predicted LV
-            assert areas[int(row.EDFrame)] == areas.max()
+        expected = volumes_from_masks(masks)  # the evaluation module's definition of ED/ES/EF
+        assert (int(row.EDFrame), int(row.ESFrame)) == (expected["ed_frame"], expected["es_frame"])
+        np.testing.assert_allclose([row.EDV, row.ESV, row.EF], [expected["edv"], expected["esv"], expected["ef"]], atol=1e-3)
     assert len(size) == total
     assert len(volumes) == len(index.records)
     assert not temporaries(save)

@@ -165,6 +165,11 @@ def test_train_ssl_then_weak_from_its_checkpoint(tiny_phantom, tmp_path):
         assert column in metrics and metrics[column].notna().any(), column
     saved = torch.load(weak_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["unilvseg_task"] == "weak_segmentation"
+    # Prediction normalises exactly as training did: the data settings travel with the weights.
+    from unilvseg.data.dataset import ECHONET_MEAN
+
+    assert saved["unilvseg_data"]["mean"] == pytest.approx(list(ECHONET_MEAN))
+    assert saved["unilvseg_data"]["size"] == [112, 112]
     assert "frames: 16" in (weak_dir / "config.yaml").read_text()
 
 

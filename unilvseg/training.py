@@ -103,12 +103,28 @@ def make_logger(kind: str, run_dir: Path, resume_step: int | None):
     return loggers
 
 
-def resume_step_of(checkpoint_path: str | Path) -> int:
+def resume_step_of(checkpoint_path: str | Path, task=None) -> int:
+    """Global step of a resumable checkpoint; with ``task``, also check the checkpoint was made by
+    the same kind of task with the same network (else Lightning fails deep inside with a traceback)."""
     from unilvseg.tasks.transfer import read_checkpoint
 
-    checkpoint = read_checkpoint(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path, flag="--resume")
     if "global_step" not in checkpoint or "optimizer_states" not in checkpoint:
         raise UserError(f"--resume {checkpoint_path}: not a resumable training checkpoint (no optimizer state)")
+    if task is not None:
+        kind = checkpoint.get("unilvseg_task")
+        if kind != task.task_name:
+            raise UserError(
+                f"--resume {checkpoint_path}: is a {kind or 'non-unilvseg'} checkpoint; this run trains {task.task_name} "
+                "(resume with the script that made it, or start from it with --checkpoint)"
+            )
+        saved = checkpoint.get("hyper_parameters", {})
+        for name in ("encoder", "width", "frames"):
+            if name in saved and saved[name] != task.hparams.get(name):
+                raise UserError(
+                    f"--resume {checkpoint_path}: was trained with --{name} {saved[name]}, "
+                    f"this run asks for --{name} {task.hparams.get(name)}; drop the flag to resume"
+                )
     return int(checkpoint["global_step"])
 
 

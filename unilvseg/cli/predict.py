@@ -13,7 +13,8 @@ Outputs under ``--save_dir S`` (every file written atomically):
 * ``S/masks/<FileName>.npz``: key ``masks``, uint8 (frames, H, W), LV = 1, at the video's own size;
 * ``S/<FileName>_<frame>_<ED|ES>.png``: 0/255 masks of the traced frames (EchoNet folders only);
 * ``S/size.csv``: FileName, Frame, Area (LV pixels), Traced (ED, ES or empty), one row per frame;
-* ``S/volumes.csv``: FileName, EDV, ESV, EF, EDFrame, ESFrame from the masks (method of disks);
+* ``S/volumes.csv``: FileName, EDV, ESV, EF, EDFrame, ESFrame from the masks (method of disks,
+  ``volumes_from_masks``: the beat with the median EF);
 * ``S/overlays/<FileName>.avi|gif`` with ``--overlay``;
 * ``S/parts/<FileName>.csv``: each video's rows, from which size.csv and volumes.csv are rebuilt
   at the end of every run, so a killed run never leaves them half-written or out of step;
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from unilvseg.errors import DataError, UserError
+from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
 
 log = logging.getLogger("unilvseg")
 
@@ -68,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"Volumes use the single-plane method of disks with a nominal {mm_per_pixel} mm per pixel "
             "(--mm_per_pixel): EchoNet-Dynamic's 112x112 videos carry no physical pixel size, so EDV/ESV "
             "are only roughly scaled mL; EF is a ratio of volumes and does not depend on the spacing. "
-            "The spacing applies to the pixels of each video at its own size."
+            "The spacing applies to the pixels of each video at its own size. EDFrame/ESFrame/EF come from "
+            "unilvseg.evaluation.volumes.volumes_from_masks (beat-wise: the beat with the median EF)."
         ),
     )
     source = parser.add_argument_group("videos (one of; default: the built-in phantom)")
@@ -88,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("--batch_size", type=int, default=8, help="windows per forward pass (default 8)")
     inference.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when available)")
     inference.add_argument("--threshold", type=float, default=0.5, help="LV where the averaged probability exceeds this (default 0.5)")
-    inference.add_argument("--mean", type=float, nargs=3, default=list(ECHONET_MEAN), help="per-channel mean of [0,1] pixels used in training")
-    inference.add_argument("--std", type=float, nargs=3, default=list(ECHONET_STD), help="per-channel std of [0,1] pixels used in training")
+    inference.add_argument("--mean", type=float, nargs=3, default=None, help="per-channel mean of [0,1] pixels (default: the checkpoint's, else EchoNet's)")
+    inference.add_argument("--std", type=float, nargs=3, default=None, help="per-channel std of [0,1] pixels (default: the checkpoint's, else EchoNet's)")
     inference.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input size (default: the checkpoint's, else 112 112); other videos are resized to it and back")
     inference.add_argument("--mm_per_pixel", type=float, default=mm_per_pixel, help=f"pixel spacing for volumes (default {mm_per_pixel}, nominal; see below)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
@@ -126,6 +129,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UserError("--save_path needs --video_path (for folders of videos use --save_dir)")
     if args.video_path and args.save_path and args.save_dir:
         raise UserError("with --video_path give either --save_path OUT.npz (one file) or --save_dir (full outputs), not both")
+    if args.save_dir and Path(args.save_dir).exists() and not Path(args.save_dir).is_dir():
+        raise UserError(f"--save_dir {args.save_dir}: exists and is not a folder")
     if not args.save_path and not args.save_dir:
         raise UserError("--save_dir is required (or --video_path X --save_path OUT.npz for one video)")
     if args.save_path and Path(args.save_path).suffix.lower() != ".npz":
@@ -140,7 +145,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UserError(f"--stride must be >= 1, got {args.stride}")
     if not 0.0 < args.threshold < 1.0:
         raise UserError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if any(s <= 0 for s in args.std):
+    if args.std is not None and any(s <= 0 for s in args.std):
         raise UserError(f"--std values must be positive, got {args.std}")
     if not args.mm_per_pixel > 0:
         raise UserError(f"--mm_per_pixel must be positive, got {args.mm_per_pixel}")
@@ -329,7 +334,7 @@ def _load_network(checkpoint: str, device):
 
     task = load_task(checkpoint)
     network = task.network.to(device).eval()
-    return network, task.hparams
+    return network, {**dict(task.hparams), **task.data_settings}
 
 
 def _make_settings(args, hparams) -> Settings:
@@ -346,8 +351,8 @@ def _make_settings(args, hparams) -> Settings:
         stride=stride,
         batch_size=int(args.batch_size),
         threshold=float(args.threshold),
-        mean=list(args.mean),
-        std=list(args.std),
+        mean=[float(v) for v in (args.mean or hparams.get("mean") or ECHONET_MEAN)],
+        std=[float(v) for v in (args.std or hparams.get("std") or ECHONET_STD)],
         mm_per_pixel=float(args.mm_per_pixel),
         size=(int(size[0]), int(size[1])),
         overlay_format=args.overlay_format if args.overlay else None,
@@ -526,6 +531,7 @@ def run(args: argparse.Namespace) -> int:
 
     records, source = _records(args)
     layout = Layout(Path(args.save_dir))
+    created = not layout.root.exists()
     layout.root.mkdir(parents=True, exist_ok=True)
     removed = remove_stale_temporaries(layout.root)
     if removed:
@@ -543,6 +549,10 @@ def run(args: argparse.Namespace) -> int:
     if summary.failed:
         log.warning("videos that could not be decoded (%d): %s", len(summary.failed), ", ".join(sorted(summary.failed)))
     if not summary.predicted and not summary.already_done:
+        if created:  # made by this run and holding nothing but empty tables: leave no trace
+            import shutil
+
+            shutil.rmtree(layout.root, ignore_errors=True)
         raise DataError(f"no video could be predicted from {source}: {len(summary.failed)} failed to decode ({', '.join(sorted(summary.failed)[:5])})")
     return 0
 

@@ -137,17 +137,21 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
     from unilvseg.training import make_trainer, resume_step_of
 
     _check_flags(args)
-    resume_step = resume_step_of(args.resume) if args.resume else None
     L.seed_everything(args.seed, workers=True, verbose=False)
     # Data and network are built (and their errors raised) before anything is written.
     task, datamodule = build(args)
+    # The checkpoint must come from the same task and network, or Lightning fails deep inside.
+    resume_step = resume_step_of(args.resume, task) if args.resume else None
     datamodule.index  # noqa: B018 - reads and validates the dataset now
     datamodule.records("train"), datamodule.records("val")
+    task.data_settings = {"mean": list(args.mean), "std": list(args.std), "size": list(datamodule.size), "period": args.period}
 
     if args.resume:
         run_dir = Path(args.resume).resolve().parent.parent
     else:
         run_dir = Path(args.run_dir or Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S"))
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run_dir {run_dir}: exists and is not a folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     config = parser.dump(args, skip_none=False)
     write_text(config, run_dir / "config.yaml")
@@ -217,7 +221,7 @@ def _main(argv, parser_factory, kind, build) -> int:
     parser = parser_factory()
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(_with_run_config(argv))
+        args = parser.parse_args(_with_run_config(argv, parser))
         return run_training(args, kind, build, parser)
     except (UserError, NonFiniteLossError) as error:
         # A diverged run is the user's to fix (learning rate, data), not a bug: no traceback.
@@ -225,15 +229,37 @@ def _main(argv, parser_factory, kind, build) -> int:
         return 2
 
 
-def _with_run_config(argv: list[str]) -> list[str]:
+def _with_run_config(argv: list[str], parser: ArgumentParser | None = None) -> list[str]:
     """On --resume without --config, start from the interrupted run's own config.yaml."""
     if "--resume" in argv and "--config" not in argv:
         resume = argv[argv.index("--resume") + 1] if argv.index("--resume") + 1 < len(argv) else None
         if resume:
             config = Path(resume).resolve().parent.parent / "config.yaml"
             if config.is_file():
+                if parser is not None:
+                    _check_run_config(config, resume, parser)
                 return ["--config", str(config)] + argv
     return argv
+
+
+def _check_run_config(config: Path, resume: str, parser: ArgumentParser) -> None:
+    """A run folder of another script (train_ssl.py vs train_weak.py) is a clear error, not a
+    parser complaint about one of its flags."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(config.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"--resume {resume}: cannot read the run's {config} ({error}); pass --config explicitly") from None
+    unknown = sorted(set(values) - set(parser.get_defaults().keys())) if isinstance(values, dict) else []
+    if unknown:
+        from unilvseg.tasks.transfer import read_checkpoint
+
+        kind = read_checkpoint(resume, flag="--resume").get("unilvseg_task") or "non-unilvseg"
+        raise UserError(
+            f"--resume {resume}: is a {kind} checkpoint of another script's run ({config} sets {', '.join(unknown[:4])}); "
+            f"{parser.prog} cannot resume it (resume it with the script that made it, or start from it with --checkpoint)"
+        )
 
 
 def main_ssl(argv=None) -> int:

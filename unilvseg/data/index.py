@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unilvseg.data.tracings import TracedVideo, ed_es_frames, read_tracings
+from unilvseg.data.tracings import TracedVideo, ed_es_frames, polygon_area, read_tracings, tracing_mask
 from unilvseg.errors import DataError
 
 log = logging.getLogger("unilvseg")
@@ -198,6 +198,13 @@ def _attach_tracings(record: VideoRecord, traced: TracedVideo | None) -> tuple[s
             frames.pop(frame)
         if beyond:
             traced = TracedVideo(frames, traced.problems + [f"traced frame(s) {beyond} past the end ({record.n_frames} frames)"])
+    # A polygon mostly outside the frame (wrong coordinates, another video's size) would train
+    # the network on an empty or clipped mask: drop that frame like any other bad tracing.
+    outside = {f: _outside_image(rows, record.height, record.width) for f, rows in frames.items()}
+    outside = {f: problem for f, problem in outside.items() if problem}
+    if outside:
+        frames = {f: rows for f, rows in frames.items() if f not in outside}
+        traced = TracedVideo(frames, traced.problems + list(outside.values()))
     if len(frames) < 2:
         reason = "bad_tracing" if traced.problems else "untraced"
         return reason, f"{len(frames)} usable traced frame(s); {'; '.join(traced.problems)}"
@@ -206,6 +213,17 @@ def _attach_tracings(record: VideoRecord, traced: TracedVideo | None) -> tuple[s
         return "bad_tracing", "traced polygons have equal area"
     record.ed_frame, record.es_frame = ed, es
     record.ed_rows, record.es_rows = frames[ed], frames[es]
+    return None
+
+
+def _outside_image(rows: np.ndarray, height: int, width: int) -> str | None:
+    """Why a traced polygon is unusable at this frame size (None when at least half is inside)."""
+    area = polygon_area(rows)
+    inside = int(tracing_mask(rows, height, width).sum())
+    if area < 1:
+        return f"traced polygon has no area ({area:.2f} px)"
+    if inside < 0.5 * area:
+        return f"traced polygon lies outside the {height}x{width} image ({inside} of {area:.0f} px inside)"
     return None
 
 

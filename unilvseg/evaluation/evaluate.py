@@ -255,6 +255,8 @@ def evaluate_predictions(
         raise UserError(f"--data_dir {data_dir}: folder does not exist (expected an EchoNet-Dynamic folder)")
     if not prediction_dir.is_dir():
         raise UserError(f"--prediction_dir {prediction_dir}: folder does not exist (run predict.py first)")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output_dir {output_dir}: exists and is not a folder")
     index = load_index(data_dir, split=split, require_tracings=True)
 
     problems = _PredictionProblems()

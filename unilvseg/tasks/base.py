@@ -78,6 +78,9 @@ class ClipTask(L.LightningModule):
             encoder, in_channels=3, out_channels=out_channels, frames=frames, width=width, encoder_weights=encoder_weights
         )
         self._epoch_started = None
+        # How clips were prepared (mean, std, size, period); stored in every checkpoint so that
+        # prediction normalises exactly as training did. Set by the training command.
+        self.data_settings: dict = {}
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.network(video)
@@ -117,6 +120,7 @@ class ClipTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["unilvseg_task"] = self.task_name
+        checkpoint["unilvseg_data"] = dict(self.data_settings)
         bad = [name for name, tensor in self.network.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
         if bad:
             raise NonFiniteLossError(f"refusing to save a checkpoint with non-finite weights ({bad[:3]}...)")
@@ -128,6 +132,9 @@ class ClipTask(L.LightningModule):
         states = checkpoint.get("unilvseg_rng_states")
         if states is not None and self._trainer is not None:  # resuming a fit, not load_from_checkpoint
             set_rng_states(states)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.data_settings = dict(checkpoint.get("unilvseg_data", {}))
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self):

@@ -35,5 +35,10 @@ def load_task(path: str | Path, expect: tuple[str, ...] | None = SEGMENTATION_TA
             f"--checkpoint {path}: weights do not fit the {hparams.get('encoder')} network "
             f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
         )
+    bad = [name for name, tensor in task.network.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        # A diverged run's weights give all-background or all-LV masks that look like results.
+        raise UserError(f"--checkpoint {path}: non-finite (NaN/inf) weights in {len(bad)} tensor(s), e.g. {bad[0]}; the run diverged")
+    task.data_settings = dict(checkpoint.get("unilvseg_data", {}))
     task.eval()
     return task

@@ -33,19 +33,19 @@ class TransferReport:
         )
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """torch.load a checkpoint with errors that name the file."""
+def read_checkpoint(path: str | Path, flag: str = "--checkpoint") -> dict:
+    """torch.load a checkpoint with errors that name the flag and the file."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"--checkpoint {path}: file not found")
+        raise UserError(f"{flag} {path}: file not found")
     if path.stat().st_size == 0:
-        raise UserError(f"--checkpoint {path}: file is empty")
+        raise UserError(f"{flag} {path}: file is empty")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
-        raise UserError(f"--checkpoint {path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+        raise UserError(f"{flag} {path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
     if not isinstance(checkpoint, dict):
-        raise UserError(f"--checkpoint {path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+        raise UserError(f"{flag} {path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
     return checkpoint
 
 
