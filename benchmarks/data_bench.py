@@ -245,11 +245,11 @@ def _run_child(spec: dict) -> dict:
 
 # ---------------------------------------------------------------- driver
 def run(quick: bool = False, data_path=None, workers=(0, 2), samples: int | None = None,
-        repeats: int | None = None) -> dict:
+        repeats: int | None = None, modes=("weak", "ssl")) -> dict:
     """Benchmark both loaders in weak and SSL mode; returns a JSON-able dict of results.
 
-    ``samples``/``repeats`` override the per-epoch sample count and timed epochs (the suite's
-    ``--smoke`` mode shrinks them to seconds)."""
+    ``samples``/``repeats`` override the per-epoch sample count and timed epochs, ``modes`` the
+    modes measured (the suite's ``--smoke`` mode shrinks all three to run in seconds)."""
     from unilvseg.data.index import load_index
     from unilvseg.data.video import FrameCache
 
@@ -276,7 +276,7 @@ def run(quick: bool = False, data_path=None, workers=(0, 2), samples: int | None
         source_mb = sum(r.path.stat().st_size for r in records) / 2**20
 
         rows = []
-        for mode in ("weak", "ssl"):
+        for mode in modes:
             for n_workers in workers:
                 for loader in ("published", "ours"):
                     spec = {"loader": loader, "mode": mode, "workers": int(n_workers), "data_path": str(data_path),

@@ -90,9 +90,10 @@ SETTINGS = {
         "evaluation": dict(n_videos=1276, samples=10_000, repeats=1),
     },
     "smoke": {
-        "data": dict(quick=True, workers=(0,), videos=2, samples=4, repeats=1),
+        "data": dict(quick=True, workers=(0,), videos=2, samples=4, repeats=1, modes=("weak",)),
         "train": dict(
-            grid=[("3d_unet_tiny", 16, 1)], main=("3d_unet_tiny", 16), size=32, batch=1, warmup=1,
+            grid=[("3d_unet_tiny", 16, 1)], main=("3d_unet_tiny", 16), size=32, batch=1, warmup=1, in_process=True,
+            reference_threads=1,
             cuda_grid=(("3d_unet_tiny", 16),), cuda_repeats=1, cuda_warmup=1, cuda_main_variants=False, cuda_big_batch=None,
         ),
         "inference": dict(
@@ -128,7 +129,7 @@ def section_data(settings: dict, device: str, threads: int) -> dict:
             data_path = generate_phantom(scratch / "phantom", videos=settings["videos"], seed=0,
                                          min_frames=40, max_frames=48)
         accepted = inspect.signature(data_bench.run).parameters
-        extra = {k: settings[k] for k in ("samples", "repeats") if settings.get(k) is not None and k in accepted}
+        extra = {k: settings[k] for k in ("samples", "repeats", "modes") if settings.get(k) is not None and k in accepted}
         return data_bench.run(quick=settings["quick"], data_path=data_path, workers=tuple(settings["workers"]), **extra)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -213,14 +214,42 @@ def _train_row(encoder: str, frames: int, size: int, batch: int, config: str, de
     }
 
 
-def _cpu_train_raw(encoder, frames, size, batch, repeats, warmup, threads, reference: bool) -> dict:
-    args = ["-m", "benchmarks.train_step", "--encoder", encoder, "--frames", str(frames), "--size", str(size),
-            "--batch", str(batch), "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+def _train_step_in_process(argv: list[str]) -> dict:
+    """``benchmarks.train_step.main(argv)`` in this process (smoke mode: no interpreter start-up),
+    with the environment variables and torch thread count it changes put back afterwards."""
+    import io
+    import os
+
+    import torch
+
+    from benchmarks import train_step
+
+    saved_env, saved_threads = dict(os.environ), torch.get_num_threads()
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output):
+            status = train_step.main(argv)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        torch.set_num_threads(saved_threads)
+    lines = [line for line in output.getvalue().splitlines() if line.startswith("{")]
+    if status != 0 or not lines:
+        raise RuntimeError(f"benchmarks.train_step {' '.join(argv)} failed with status {status}")
+    return json.loads(lines[-1])
+
+
+def _cpu_train_raw(encoder, frames, size, batch, repeats, warmup, threads, reference: bool, in_process: bool) -> dict:
+    argv = ["--encoder", encoder, "--frames", str(frames), "--size", str(size), "--batch", str(batch),
+            "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
     extra = {}
     if reference:
-        args += ["--fast", "off"]
+        argv += ["--fast", "off"]
         extra["UNILVSEG_FAST_CPU"] = "0"
-    raw = common.run_json_subprocess(args, common.single_thread_env(threads, **extra))
+    if in_process:
+        raw = _train_step_in_process(argv)
+    else:
+        raw = common.run_json_subprocess(["-m", "benchmarks.train_step", *argv], common.single_thread_env(threads, **extra))
     # train_step rounds its medians to milliseconds; keep them as they come.
     raw["median_s"] = raw["median_step_s"]
     raw["runs_s"] = raw.get("step_s")
@@ -254,7 +283,7 @@ def section_train(settings: dict, device: str, threads: int) -> dict:
 
     peak = None
     if device == "cpu":
-        reference_threads = common.physical_cores()  # torch's default intra-op pool
+        reference_threads = settings.get("reference_threads") or common.physical_cores()  # torch's default pool
         for encoder, frames, repeats in settings["grid"]:
             configs = [("reference", reference_threads, True), ("ours", threads, False)] if (encoder, frames) == main \
                 else [("ours", threads, False)]
@@ -263,7 +292,8 @@ def section_train(settings: dict, device: str, threads: int) -> dict:
                     f"{encoder} T={frames} {config} ({n_threads} threads)",
                     lambda e=encoder, f=frames, r=repeats, c=config, t=n_threads, ref=reference: _train_row(
                         e, f, size, batch, c, "cpu", t,
-                        _cpu_train_raw(e, f, size, batch, r, settings["warmup"], t, ref), flops(e, f, batch), None),
+                        _cpu_train_raw(e, f, size, batch, r, settings["warmup"], t, ref,
+                                       settings.get("in_process", False)), flops(e, f, batch), None),
                 )
         reference_config = {"config": "reference", "encoder": main[0], "frames": main[1], "threads": reference_threads,
                             "fast_cpu": False, "precision": "fp32"}
@@ -370,7 +400,7 @@ def summarise(sections: dict) -> list[dict]:
             continue
         base = next((r for r in train_rows if r["config"] == baseline_name and r["encoder"] == row["encoder"]
                      and r["frames"] == row["frames"]), None)
-        name = f"{row['encoder']} T={row['frames']} batch {row['batch']} {row['config']}"
+        name = f"{row['encoder']} T={row['frames']} {row['config']}"  # config names a batch other than 1
         if base is not None:
             rows.append(_comparison("train", f"{name} clips/s", row.get("clips_per_s"), base.get("clips_per_s"), "clips/s",
                                     _speed_ratio(row.get("clips_per_s"), base.get("clips_per_s")), TARGETS["train"]))
@@ -443,7 +473,7 @@ def render_markdown(report: dict) -> str:
     lines += _table(
         ["section", "benchmark", "ours", "baseline", "unit", "speed-up", "target", "met"],
         [[r["section"], r["benchmark"], r["ours"], r["baseline"], r["unit"],
-          None if r["speedup"] is None else (f"{r['speedup']:.0%}" if r["unit"] == "TFLOP/s" else f"{r['speedup']:.2f}x"),
+          None if r["speedup"] is None else (f"{r['speedup']:.1%}" if r["unit"] == "TFLOP/s" else f"{r['speedup']:.2f}x"),
           r["target_text"], r["met"]] for r in report["summary"]],
     )
     sections = report["sections"]
@@ -589,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--smoke", action="store_true", help="seconds: tiny networks, 2 videos, 1 repeat (tests the harness)")
     parser.add_argument("--device", default="cpu", choices=DEVICES)
     parser.add_argument("--only", default=None, help=f"comma-separated sections ({','.join(SECTIONS)}); default all")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads for our training steps and inference")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for our training steps and inference (default 2; 1 with --smoke)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder (default benchmarks/results)")
     parser.add_argument("--train-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -598,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     try:
-        report, json_path, md_path = run_suite(mode, args.device, parse_only(args.only), args.out, args.threads)
+        threads = args.threads if args.threads is not None else 1 if args.smoke else 2
+        report, json_path, md_path = run_suite(mode, args.device, parse_only(args.only), args.out, threads)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -23,10 +23,23 @@ log = logging.getLogger("unilvseg")
 PRETEXTS = ("temporal_masking", "anatomical_position")
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message, not at set-up (pytest,
+    notebooks and embedding applications swap it; a stale, closed stream would fail to log)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     logger = logging.getLogger("unilvseg")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("[unilvseg] %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -247,6 +247,7 @@ class NetworkSegmenter:
     """A trained checkpoint as ``frames (T, H, W, 3) uint8 -> raw masks uint8 (T, H, W)``."""
 
     def __init__(self, checkpoint: str | Path, config: PipelineConfig):
+        import unilvseg.tasks.label_free  # noqa: F401 - registers the "label_free" task kind
         from unilvseg.evaluation.inference import resolve_device
         from unilvseg.tasks.checkpoints import load_task
 
@@ -530,7 +531,7 @@ class LabelFreePipeline:
         stage_dir = self.run_dir / "stages" / stage
         marker = stage_dir / STAGE_DONE
         if marker.is_file():
-            chosen = Path(json.loads(marker.read_text())["checkpoint"])
+            chosen = self.run_dir / json.loads(marker.read_text())["checkpoint"]
             if chosen.is_file():
                 log.info("stage %s: reusing %s", stage, chosen)
                 return chosen
@@ -583,7 +584,7 @@ class LabelFreePipeline:
             if callback.monitor and callback.best_model_score is not None:
                 score = float(callback.best_model_score)
         write_json(
-            {"stage": stage, "label_round": label_round, "epochs": epochs, "checkpoint": str(chosen.resolve()),
+            {"stage": stage, "label_round": label_round, "epochs": epochs, "checkpoint": str(chosen.relative_to(self.run_dir)),
              "val_pseudo_dice": score, "init": "previous" if init_from is not None and config.round_init == "previous" else "scratch"},
             marker,
         )
