@@ -16,6 +16,10 @@ import pandas as pd
 import pytest
 import torch
 
+# Imported at collection, before any output capture: Lightning binds a stream handler to the
+# sys.stderr of its import time, and a captured (later closed) stream would break its logging.
+import lightning.pytorch  # noqa: F401
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_MINI = SHARED_DATA / "echonet-real-mini"
 REAL_EXTERNAL = SHARED_DATA / "echo-external"

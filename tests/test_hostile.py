@@ -41,7 +41,7 @@ class _Collect(logging.Handler):
 
 @pytest.fixture
 def unilvseg_log():
-    """Messages of the ``unilvseg`` logger (it does not propagate to the root logger)."""
+    """Messages of the ``unilvseg`` logger."""
     logger = logging.getLogger("unilvseg")
     handler, level = _Collect(), logger.level
     logger.addHandler(handler)

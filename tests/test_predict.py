@@ -112,7 +112,7 @@ def run_predict(*argv, native_size: bool = False) -> int:
 
 @pytest.fixture
 def unilvseg_log(caplog):
-    """caplog for the ``unilvseg`` logger (it does not propagate to the root logger)."""
+    """caplog for the ``unilvseg`` logger."""
     import logging
 
     logger = logging.getLogger("unilvseg")

@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    from unilvseg.cli.train import setup_logging
+
+    setup_logging()
     try:
         from unilvseg.evaluation.evaluate import evaluate_predictions
 

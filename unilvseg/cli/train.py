@@ -43,7 +43,6 @@ def setup_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("[unilvseg] %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
 
 
 def base_parser(prog: str, description: str) -> ArgumentParser:

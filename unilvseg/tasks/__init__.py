@@ -21,3 +21,6 @@ __all__ = ["ClipTask", "TemporalMaskingTask", "WeakSegmentationTask", "TASKS", "
 from unilvseg.tasks.anatomical import AnatomicalPositionTask  # noqa: E402
 
 __all__.append("AnatomicalPositionTask")
+from unilvseg.tasks.label_free import LabelFreeTask  # noqa: E402
+
+__all__.append("LabelFreeTask")
