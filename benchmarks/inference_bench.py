@@ -6,16 +6,19 @@ Methods, all on the same videos and the same (randomly initialised) network:
   the last frame), each window normalised on the CPU and run alone (batch 1) in fp32 under
   ``torch.no_grad`` (the loop of the published UniLVSeg/SimLVSeg inference script, re-written here);
 * ``ours_overlap``: :func:`unilvseg.evaluation.inference.predict_video` as ``predict.py`` runs it:
-  windows every ``frames // 2`` (twice the network work of non-overlapping windows), batched,
-  ``torch.inference_mode``, bf16 autocast on CUDA;
-* ``ours_stride_frames``: the same code with ``stride = frames`` (non-overlapping, batched), the
+  windows every ``frames // 2`` (twice the network work of non-overlapping windows), its default
+  batch (8 windows on CUDA, 1 on CPU), ``torch.inference_mode``, bf16 autocast where bf16 is
+  fast (CUDA, or a CPU with native bf16: :mod:`unilvseg.hardware`);
+* ``ours_stride_frames``: the same code with ``stride = frames`` (non-overlapping), the
   like-for-like comparison with ``published``.
 
 Reported: frames per second of full-video prediction (all frames of all videos / the median
 wall time of ``repeats`` timed passes after one warm-up pass; the methods take turns pass by
 pass so changes in machine load hit all of them alike), the number of windows each method
 runs, the load average before and after (the machine is shared), and how closely
-``ours_stride_frames`` agrees with ``published`` on frames both predict from identical windows.
+``ours_stride_frames`` agrees with ``published`` on frames both predict from identical windows
+(largest probability difference, and the fraction of pixels whose 0.5-thresholded mask agrees:
+bf16 moves probabilities by ~1e-2, masks almost never).
 
     python benchmarks/inference_bench.py [--quick] [--device cpu|cuda] [--repeats N] [--out FILE.json]
 """
@@ -37,10 +40,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD  # noqa: E402
-from unilvseg.evaluation.inference import predict_video, resolve_device  # noqa: E402
+from unilvseg.evaluation.inference import default_batch_size, predict_video, resolve_device  # noqa: E402
+from unilvseg.hardware import bf16_is_fast  # noqa: E402
 
-FULL = dict(encoder="3d_unet", frames=32, video_lengths=(112, 150), batch_size=8, repeats=3)
-QUICK = dict(encoder="3d_unet_small", frames=16, video_lengths=(40, 52), batch_size=8, repeats=3)
+FULL = dict(encoder="3d_unet", frames=32, video_lengths=(112, 150), repeats=3)
+QUICK = dict(encoder="3d_unet_small", frames=16, video_lengths=(40, 52), repeats=3)
 
 
 def published_predict(network, video: np.ndarray, frames: int, mean, std, device) -> np.ndarray:
@@ -98,7 +102,8 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
     config = dict(QUICK if quick else FULL)
     repeats = int(repeats or config["repeats"])
     device_t = resolve_device(device)
-    frames, batch_size = config["frames"], config["batch_size"]
+    frames = config["frames"]
+    batch_size = default_batch_size(device_t)  # predict.py's default for this device
     torch.manual_seed(seed)
     network = build_network(config["encoder"], frames=frames).to(device_t).eval()
     rng = np.random.default_rng(seed)
@@ -137,11 +142,12 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
     load_after = os.getloadavg()
 
     # Frames before the last window start come from identical windows in both methods.
-    agreement = []
+    agreement, mask_agreement = [], []
     for video, ours, published in zip(videos, outputs["ours_stride_frames"], outputs["published"]):
         shared = max(len(video) - frames, 0) // frames * frames if len(video) % frames else len(video)
         if shared:
             agreement.append(float(np.abs(ours[:shared] - published[:shared]).max()))
+            mask_agreement.append(float(((ours[:shared] > 0.5) == (published[:shared] > 0.5)).mean()))
     base = results["published"]["frames_per_s"]
     return {
         "benchmark": "inference",
@@ -162,6 +168,8 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
         "results": results,
         "speedup_vs_published": {name: round(r["frames_per_s"] / base, 3) for name, r in results.items()},
         "max_abs_prob_diff_stride_frames_vs_published": max(agreement) if agreement else None,
+        "mask_agreement_stride_frames_vs_published": min(mask_agreement) if mask_agreement else None,
+        "bf16_autocast": bf16_is_fast(device_t),
     }
 
 

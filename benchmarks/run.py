@@ -98,7 +98,7 @@ SETTINGS = {
         ),
         "inference": dict(
             quick=True, repeats=1,
-            config=dict(encoder="3d_unet_tiny", frames=16, video_lengths=(20, 24), batch_size=4, repeats=1),
+            config=dict(encoder="3d_unet_tiny", frames=16, video_lengths=(20, 24), repeats=1),
         ),
         "evaluation": dict(n_videos=40, samples=20, repeats=1),
     },
@@ -202,7 +202,7 @@ def _train_row(encoder: str, frames: int, size: int, batch: int, config: str, de
     achieved = flops / step_s / 1e12 if flops and step_s else None
     return {
         "encoder": encoder, "frames": frames, "size": size, "batch": batch, "config": config, "device": device,
-        "threads": threads, "median_step_s": step_s, "step_s": raw.get("runs_s"), "median_cpu_s": raw.get("median_cpu_s"),
+        "precision": raw.get("precision"), "threads": threads, "median_step_s": step_s, "step_s": raw.get("runs_s"), "median_cpu_s": raw.get("median_cpu_s"),
         "clips_per_s": round(batch / step_s, 3) if step_s else None,
         "flops_per_step": flops, "achieved_tflops": round(achieved, 4) if achieved is not None else None,
         "fraction_of_bf16_peak": round(achieved / peak_tflops, 4) if achieved is not None and peak_tflops else None,
@@ -239,12 +239,15 @@ def _train_step_in_process(argv: list[str]) -> dict:
     return json.loads(lines[-1])
 
 
-def _cpu_train_raw(encoder, frames, size, batch, repeats, warmup, threads, reference: bool, in_process: bool) -> dict:
+def _cpu_train_raw(encoder, frames, size, batch, repeats, warmup, threads, reference: bool, in_process: bool,
+                   bf16: bool = False) -> dict:
     argv = ["--encoder", encoder, "--frames", str(frames), "--size", str(size), "--batch", str(batch),
             "--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
     extra = {}
+    if bf16:
+        argv += ["--precision", "bf16"]
     if reference:
-        argv += ["--fast", "off"]
+        argv += ["--fast", "off", "--precision", "fp32"]
         extra["UNILVSEG_FAST_CPU"] = "0"
     if in_process:
         raw = _train_step_in_process(argv)
@@ -257,6 +260,8 @@ def _cpu_train_raw(encoder, frames, size, batch, repeats, warmup, threads, refer
 
 
 def section_train(settings: dict, device: str, threads: int) -> dict:
+    from unilvseg.hardware import cpu_has_native_bf16
+
     size, batch = settings["size"], settings["batch"]
     main = tuple(settings["main"])
     flops_cache: dict[tuple, int | None] = {}
@@ -285,15 +290,18 @@ def section_train(settings: dict, device: str, threads: int) -> dict:
     if device == "cpu":
         reference_threads = settings.get("reference_threads") or common.physical_cores()  # torch's default pool
         for encoder, frames, repeats in settings["grid"]:
+            # The main network also runs the opt-in bf16 autocast (--precision bf16-mixed) where it is native.
             configs = [("reference", reference_threads, True), ("ours", threads, False)] if (encoder, frames) == main \
                 else [("ours", threads, False)]
+            if (encoder, frames) == main and cpu_has_native_bf16():
+                configs.append(("ours_bf16", threads, False))
             for config, n_threads, reference in configs:
                 attempt(
                     f"{encoder} T={frames} {config} ({n_threads} threads)",
                     lambda e=encoder, f=frames, r=repeats, c=config, t=n_threads, ref=reference: _train_row(
                         e, f, size, batch, c, "cpu", t,
                         _cpu_train_raw(e, f, size, batch, r, settings["warmup"], t, ref,
-                                       settings.get("in_process", False)), flops(e, f, batch), None),
+                                       settings.get("in_process", False), bf16=c == "ours_bf16"), flops(e, f, batch), None),
                 )
         reference_config = {"config": "reference", "encoder": main[0], "frames": main[1], "threads": reference_threads,
                             "fast_cpu": False, "precision": "fp32"}
@@ -492,9 +500,9 @@ def render_markdown(report: dict) -> str:
                   f"{train.get('size')}x{train.get('size')} clips, {train.get('optimizer')}, reference: "
                   f"{json.dumps(train.get('reference_config'))}", ""]
         lines += _table(
-            ["encoder", "T", "batch", "config", "threads", "step s", "runs s", "clips/s", "GFLOP/step", "TFLOP/s",
-             "of bf16 peak", "peak RSS MB", "peak CUDA MB", "load before/after"],
-            [[r["encoder"], r["frames"], r["batch"], r["config"], r["threads"], r["median_step_s"], r.get("step_s"),
+            ["encoder", "T", "batch", "config", "precision", "threads", "step s", "runs s", "clips/s", "GFLOP/step",
+             "TFLOP/s", "of bf16 peak", "peak RSS MB", "peak CUDA MB", "load before/after"],
+            [[r["encoder"], r["frames"], r["batch"], r["config"], r.get("precision"), r["threads"], r["median_step_s"], r.get("step_s"),
               r.get("clips_per_s"), r["flops_per_step"] / 1e9 if r.get("flops_per_step") else None, r.get("achieved_tflops"),
               f"{r['fraction_of_bf16_peak']:.1%}" if r.get("fraction_of_bf16_peak") is not None else None,
               r.get("peak_rss_mb"), r.get("peak_cuda_mb"), f"{r.get('load_before')}/{r.get('load_after')}"]
@@ -506,8 +514,10 @@ def render_markdown(report: dict) -> str:
         lines += ["", "## Full-video inference", "",
                   f"{inference.get('encoder')}, {inference.get('frames')}-frame windows, videos {inference.get('video_lengths')} "
                   f"frames, device {inference.get('device')} ({inference.get('torch_threads')} threads), "
-                  f"{inference.get('repeats')} interleaved passes; max |p_ours - p_published| on identical windows "
-                  f"{_fmt(inference.get('max_abs_prob_diff_stride_frames_vs_published'))}", ""]
+                  f"{inference.get('repeats')} interleaved passes; ours: batch {inference.get('batch_size')}, "
+                  f"bf16 autocast {'on' if inference.get('bf16_autocast') else 'off'}; on identical windows "
+                  f"max |p_ours - p_published| {_fmt(inference.get('max_abs_prob_diff_stride_frames_vs_published'))}, "
+                  f"masks agree on {_fmt(inference.get('mask_agreement_stride_frames_vs_published'))} of pixels", ""]
         lines += _table(["method", "windows", "median s", "frames/s", "frames per CPU s", "vs published"],
                         [[name, r.get("windows"), r.get("median_s"), r.get("frames_per_s"), r.get("frames_per_cpu_s"),
                           (inference.get("speedup_vs_published") or {}).get(name)]

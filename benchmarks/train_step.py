@@ -6,6 +6,7 @@ Prints one JSON line: median wall and CPU seconds per step, minor page faults pe
 RSS, and the 1-minute load average before/after (timings taken with load >= 1.5 on a shared
 machine are flagged ``"quiet": false`` and should not be compared). ``--fast on/off``
 (UNILVSEG_FAST_CPU=1/0) forces the 3D U-Net CPU allocator tuning; ``auto`` keeps the default.
+``--precision bf16`` runs the forward pass under bf16 autocast (as ``--precision bf16-mixed``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps (oneDNN primitive creation, first heap growth)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--fast", choices=["auto", "on", "off"], default="auto", help="3D U-Net CPU fast path")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="bf16 = bf16 autocast (train_weak.py --precision bf16-mixed); auto = what --precision auto picks (float32 on CPU)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -65,9 +68,16 @@ def main(argv=None) -> int:
     clip = torch.randn(args.batch, 3, args.size, args.size, args.frames)
     target = (torch.rand(args.batch, 1, args.size, args.size, args.frames) > 0.5).float()
 
+    from unilvseg.hardware import default_precision
+
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and default_precision("cpu") == "bf16-mixed")
+
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(network(clip), target)
+        # As Lightning's bf16-mixed: autocast around the forward pass, the loss in float32.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = network(clip)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), target)
         loss.backward()
         optimizer.step()
 
@@ -94,6 +104,7 @@ def main(argv=None) -> int:
         "parameters": sum(p.numel() for p in network.parameters()),
         "fast_cpu": bool(fast(clip)) if fast else None,
         "fast_cpu_env": fast_cpu_enabled(),
+        "precision": "bf16" if bf16 else "fp32",
         "repeats": args.repeats,
         "median_step_s": round(statistics.median(wall), 3),
         "median_cpu_s": round(statistics.median(cpu), 3),

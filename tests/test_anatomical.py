@@ -279,6 +279,7 @@ def test_train_ssl_anatomical_position_end_to_end(tiny_phantom, tmp_path):
         "--pretext", "anatomical_position", "--data_path", str(tiny_phantom), "--encoder", "3d_unet_tiny",
         "--frames", "16", "--batch_size", "2", "--epochs", "1", "--limit_train_batches", "2",
         "--limit_val_batches", "1", "--run_dir", str(run), "--progress_bar", "false",
+        "--along_bins", "3", "--across_bins", "2",
     ])
     assert code == 0
     best, last = run / "checkpoints" / "best.ckpt", run / "checkpoints" / "last.ckpt"
@@ -288,7 +289,7 @@ def test_train_ssl_anatomical_position_end_to_end(tiny_phantom, tmp_path):
     assert not list(run.glob(".tmp-*"))
 
     task = load_task(best, expect=None)
-    assert isinstance(task, AnatomicalPositionTask) and task.n_classes == 17
+    assert isinstance(task, AnatomicalPositionTask) and task.n_classes == 1 + 3 * 2
     weak = WeakSegmentationTask(checkpoint=str(best), **TINY)
     assert weak.transfer_report.source_task == "anatomical_position"
     assert len(weak.transfer_report.loaded) > 0 and "head.weight" in weak.transfer_report.skipped

@@ -44,7 +44,10 @@ def test_smoke_suite_writes_complete_json_and_markdown(tmp_path):
 
     train = report["sections"]["train"]
     assert train["errors"] == []
-    assert [r["config"] for r in train["rows"]] == ["reference", "ours"]
+    from unilvseg.hardware import cpu_has_native_bf16
+
+    assert [r["config"] for r in train["rows"]] == ["reference", "ours"] + (["ours_bf16"] if cpu_has_native_bf16() else [])
+    assert [r["precision"] for r in train["rows"]][:2] == ["fp32", "fp32"]
     for row in train["rows"]:
         assert row["encoder"] == "3d_unet_tiny" and row["median_step_s"] > 0 and row["peak_rss_mb"] > 0
         assert row["flops_per_step"] > 0 and row["achieved_tflops"] > 0

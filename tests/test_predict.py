@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -428,3 +429,35 @@ def test_real_echonet_and_external_videos(weak_checkpoint, tmp_path):
     assert run_predict("--external_dir", REAL_EXTERNAL, "--checkpoint", weak_checkpoint, "--save_dir", external) == 0
     with np.load(external / "masks" / "Example1.npz") as stored:
         assert stored["masks"].shape == read_video(REAL_EXTERNAL / "Example1.avi").shape[:3]
+
+
+class _NanUnderAutocast(torch.nn.Module):
+    """Logit 1 everywhere, except NaN when run under CPU autocast (a misbehaving bf16 kernel)."""
+
+    def forward(self, x):
+        b, _, h, w, t = x.shape
+        value = float("nan") if torch.is_autocast_enabled("cpu") else 1.0
+        return torch.full((b, 1, h, w, t), value)
+
+
+def test_non_finite_bf16_windows_are_recomputed_in_float32(caplog):
+    from unilvseg.evaluation.inference import predict_video
+
+    video = np.zeros((10, 16, 16, 3), dtype=np.uint8)
+    with caplog.at_level(logging.WARNING, logger="unilvseg"):
+        probabilities = predict_video(_NanUnderAutocast(), video, 4, stride=4, device="cpu", amp=True)
+    assert np.isfinite(probabilities).all() and np.allclose(probabilities, 1 / (1 + np.exp(-1.0)))
+    assert "recomputed in float32" in caplog.text
+
+
+def test_default_precision_is_float32_on_cpu_and_bf16_only_where_native(monkeypatch):
+    from unilvseg import hardware
+
+    assert hardware.default_precision("cpu") == "32-true"  # CPU training stays reproducible
+    monkeypatch.setenv(hardware.CPU_BF16_ENV, "0")
+    assert not hardware.bf16_is_fast("cpu")
+    monkeypatch.setenv(hardware.CPU_BF16_ENV, "1")
+    assert hardware.bf16_is_fast("cpu")
+    from unilvseg.evaluation.inference import default_batch_size
+
+    assert default_batch_size("cpu") == 1 and default_batch_size("cuda") == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -171,6 +172,26 @@ def test_train_ssl_then_weak_from_its_checkpoint(tiny_phantom, tmp_path):
     assert saved["unilvseg_data"]["mean"] == pytest.approx(list(ECHONET_MEAN))
     assert saved["unilvseg_data"]["size"] == [112, 112]
     assert "frames: 16" in (weak_dir / "config.yaml").read_text()
+
+    # ... then predict.py and evaluate_bootstrap.py on its last checkpoint: the user's whole chain.
+    from unilvseg.cli.evaluate import main as evaluate_main
+    from unilvseg.cli.predict import main as predict_main
+
+    predictions, evaluation = tmp_path / "predictions", tmp_path / "evaluation"
+    assert predict_main(["--data_path", str(tiny_phantom), "--checkpoint", str(weak_dir / "checkpoints" / "last.ckpt"),
+                         "--save_dir", str(predictions), "--device", "cpu"]) == 0
+    size = pd.read_csv(predictions / "size.csv")
+    test_videos = set(pd.read_csv(tiny_phantom / "FileList.csv").query("Split == 'TEST'")["FileName"])
+    assert set(size["FileName"]) == test_videos
+    assert size["Traced"].value_counts().to_dict() == {"ED": len(test_videos), "ES": len(test_videos)}
+    assert len(list(predictions.glob("*_ED.png"))) == len(test_videos) == len(list((predictions / "masks").glob("*.npz")))
+    # No --data_dir: evaluate_bootstrap.py reads the data set predict.py recorded in run.json.
+    assert evaluate_main(["--prediction_dir", str(predictions), "--output_dir", str(evaluation), "--samples", "50"]) == 0
+    summary = json.loads((evaluation / "summary.json").read_text())
+    assert summary["n_videos"] == len(test_videos) and 0.0 <= summary["overall"]["dice"] <= 1.0
+    assert summary["overall"]["low"] <= summary["overall"]["dice"] <= summary["overall"]["high"]
+    dice = pd.read_csv(evaluation / "test_dice.csv")
+    assert len(dice) == len(test_videos) and "test dice (overall): " in (evaluation / "log.csv").read_text()
 
 
 def test_seeded_cpu_runs_give_identical_metrics(tiny_phantom, tmp_path):

@@ -4,8 +4,9 @@ bootstrap confidence intervals (see unilvseg.evaluation.evaluate for the folder 
 from __future__ import annotations
 
 import argparse
-import logging
+import json
 import sys
+from pathlib import Path
 
 from unilvseg.errors import UserError
 
@@ -16,7 +17,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dice (ED, ES, overall; ratio of sums) and EF error of predict.py outputs against "
         "EchoNet-Dynamic tracings, with bootstrap confidence intervals.",
     )
-    parser.add_argument("--data_dir", required=True, help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)")
+    parser.add_argument(
+        "--data_dir",
+        default=None,
+        help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/); default: the one predict.py "
+        "recorded in PREDICTION_DIR/run.json",
+    )
     parser.add_argument("--prediction_dir", required=True, help="folder written by predict.py (masks/, PNGs, volumes.csv)")
     parser.add_argument("--output_dir", required=True, help="where <split>_dice.csv, log.csv and summary.json go")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"], type=str.lower)
@@ -38,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def recorded_data_dir(prediction_dir: str) -> str:
+    """The EchoNet folder predict.py read (``run.json``), for runs without ``--data_dir``."""
+    run_file = Path(prediction_dir) / "run.json"
+    try:
+        data_path = json.loads(run_file.read_text()).get("data_path")
+    except (OSError, ValueError):
+        data_path = None
+    if not data_path:
+        raise UserError(f"--data_dir is required: {run_file} does not name the data set the predictions came from")
+    return data_path
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from unilvseg.cli.train import setup_logging
@@ -47,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         from unilvseg.evaluation.evaluate import evaluate_predictions
 
         summary = evaluate_predictions(
-            args.data_dir,
+            args.data_dir or recorded_data_dir(args.prediction_dir),
             args.prediction_dir,
             args.output_dir,
             split=args.split,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
 
-from unilvseg.cli.train import base_parser, setup_logging
+from unilvseg.cli.train import base_parser, resolve_precision, setup_logging
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -119,7 +119,7 @@ def config_from_args(args: Namespace):
         max_steps=args.max_steps,
         accelerator=args.accelerator,
         devices=args.devices,
-        precision=args.precision,
+        precision=resolve_precision(args.precision, args.accelerator),
         accumulate_grad_batches=args.accumulate_grad_batches,
         gradient_clip_val=args.gradient_clip_val,
     )

@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--overwrite", action="store_true", help="predict again videos whose masks already exist")
     inference = parser.add_argument_group("inference")
     inference.add_argument("--stride", type=int, default=None, help="frames between window starts (default: clip frames // 2; overlapping windows are averaged)")
-    inference.add_argument("--batch_size", type=int, default=8, help="windows per forward pass (default 8)")
+    inference.add_argument("--batch_size", type=int, default=None, help="windows per forward pass (default: 8 on CUDA, 1 on CPU, where larger batches measured slower per window)")
+    inference.add_argument("--amp", default="auto", choices=("auto", "on", "off"),
+                           help="bf16 autocast: auto = on CUDA and on CPUs with native bf16 (non-finite windows are redone in float32); off = float32")
     inference.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto: CUDA when available)")
     inference.add_argument("--threshold", type=float, default=0.5, help="LV where the averaged probability exceeds this (default 0.5)")
     inference.add_argument("--mean", type=float, nargs=3, default=None, help="per-channel mean of [0,1] pixels (default: the checkpoint's, else EchoNet's)")
@@ -112,6 +114,7 @@ class Settings:
     mm_per_pixel: float
     size: tuple[int, int]
     overlay_format: str | None
+    amp: bool | None = None  # bf16 autocast: None = where bf16 is fast (unilvseg.hardware)
 
     def guarded(self) -> dict:
         values = {name: getattr(self, name) for name in GUARDED_SETTINGS}
@@ -139,7 +142,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise UserError(f"--split {args.split!r}: expected one of train, val, test, all")
     if args.split.lower() != "test" and (args.external_dir or args.video_path):
         raise UserError("--split applies to --data_path folders only")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.stride is not None and args.stride < 1:
         raise UserError(f"--stride must be >= 1, got {args.stride}")
@@ -337,8 +340,8 @@ def _load_network(checkpoint: str, device):
     return network, {**dict(task.hparams), **task.data_settings}
 
 
-def _make_settings(args, hparams) -> Settings:
-    from unilvseg.evaluation.inference import default_stride
+def _make_settings(args, hparams, device=None) -> Settings:
+    from unilvseg.evaluation.inference import default_batch_size, default_stride
 
     frames = int(hparams["frames"])
     stride = default_stride(frames) if args.stride is None else int(args.stride)
@@ -349,13 +352,14 @@ def _make_settings(args, hparams) -> Settings:
         checkpoint=str(Path(args.checkpoint).resolve()),
         frames=frames,
         stride=stride,
-        batch_size=int(args.batch_size),
+        batch_size=int(args.batch_size) if args.batch_size is not None else default_batch_size(device),
         threshold=float(args.threshold),
         mean=[float(v) for v in (args.mean or hparams.get("mean") or ECHONET_MEAN)],
         std=[float(v) for v in (args.std or hparams.get("std") or ECHONET_STD)],
         mm_per_pixel=float(args.mm_per_pixel),
         size=(int(size[0]), int(size[1])),
         overlay_format=args.overlay_format if args.overlay else None,
+        amp={"auto": None, "on": True, "off": False}[args.amp],
     )
 
 
@@ -363,13 +367,17 @@ def segment(network, frames: np.ndarray, settings: Settings, device) -> np.ndarr
     from unilvseg.evaluation.inference import masks_from_probabilities, predict_video
 
     probabilities = predict_video(
-        network, frames, settings.frames, settings.stride, settings.batch_size, settings.mean, settings.std, device, size=settings.size
+        network, frames, settings.frames, settings.stride, settings.batch_size, settings.mean, settings.std, device,
+        size=settings.size, amp=settings.amp,
     )
     return masks_from_probabilities(probabilities, settings.threshold)
 
 
-def _check_save_dir(layout: Layout, settings: Settings, overwrite: bool) -> None:
-    """One save folder holds one checkpoint's predictions under one set of settings."""
+def _check_save_dir(layout: Layout, settings: Settings, overwrite: bool, data_path: str | None = None) -> None:
+    """One save folder holds one checkpoint's predictions under one set of settings.
+
+    ``run.json`` also names the EchoNet folder the videos came from, so evaluate_bootstrap.py
+    finds the tracings without ``--data_dir``."""
     import json
 
     from unilvseg.io import write_json
@@ -391,7 +399,8 @@ def _check_save_dir(layout: Layout, settings: Settings, overwrite: bool) -> None
                     "pass --overwrite to predict again, or choose another --save_dir"
                 )
             log.warning("%s: settings changed (%s); videos not in this run keep their earlier outputs", layout.root, detail)
-    write_json({**settings.guarded(), "frames": settings.frames}, run_file)
+    extra = {"data_path": str(Path(data_path).resolve())} if data_path else {}
+    write_json({**settings.guarded(), "frames": settings.frames, **extra}, run_file)
 
 
 def _outputs_missing(layout: Layout, record, settings: Settings) -> bool:
@@ -474,6 +483,7 @@ def _records(args) -> tuple[list, str]:
 
         data_path = phantom.default_data_path()
         log.info("no --data_path: using the built-in phantom at %s", data_path)
+    args.data_path = str(data_path)  # recorded in run.json for evaluate_bootstrap.py
     index = load_index(data_path, split=args.split, require_tracings=False)
     return index.records, f"{data_path} ({args.split})"
 
@@ -521,7 +531,7 @@ def run(args: argparse.Namespace) -> int:
     _check_flags(args)
     device = resolve_device(args.device)
     network, hparams = _load_network(args.checkpoint, device)
-    settings = _make_settings(args, hparams)
+    settings = _make_settings(args, hparams, device)
     log.info(
         "checkpoint %s: %s, %d-frame clips, stride %d, input %dx%d, device %s",
         args.checkpoint, hparams.get("encoder"), settings.frames, settings.stride, *settings.size, device,
@@ -536,7 +546,7 @@ def run(args: argparse.Namespace) -> int:
     removed = remove_stale_temporaries(layout.root)
     if removed:
         log.info("%s: removed %d unfinished temporary file(s) of an interrupted run", layout.root, removed)
-    _check_save_dir(layout, settings, args.overwrite)
+    _check_save_dir(layout, settings, args.overwrite, args.data_path)
     log.info("%s: %d video(s) -> %s", source, len(records), layout.root)
 
     summary = predict_records(records, network, settings, device, layout, args.overwrite)

@@ -36,6 +36,17 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+def resolve_precision(precision: str | None, accelerator: str | None) -> str:
+    """``--precision auto`` -> what the hardware runs fast (unilvseg.hardware); anything else as given."""
+    if precision in (None, "auto"):
+        from unilvseg.hardware import default_precision
+
+        chosen = default_precision(accelerator)
+        log.info("precision: %s (--precision auto)", chosen)
+        return chosen
+    return precision
+
+
 def setup_logging(verbose: bool = False) -> None:
     logger = logging.getLogger("unilvseg")
     if not logger.handlers:
@@ -78,7 +89,7 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     trainer.add_argument("--accelerator", type=str, default="auto")
     trainer.add_argument("--devices", type=str, default="auto")
     trainer.add_argument("--strategy", type=str, default="auto")
-    trainer.add_argument("--precision", type=str | None, default=None, help="e.g. 32-true, bf16-mixed, 16-mixed")
+    trainer.add_argument("--precision", type=str, default="auto", help="auto (bf16-mixed on a GPU with bf16, else 32-true), 32-true, bf16-mixed (also on CPU: faster where bf16 is native), 16-mixed")
     trainer.add_argument("--val_check_interval", type=float | int, default=1.0)
     trainer.add_argument("--limit_train_batches", type=float | int | None, default=None)
     trainer.add_argument("--limit_val_batches", type=float | int | None, default=None)
@@ -97,6 +108,8 @@ def ssl_parser() -> ArgumentParser:
     group.add_argument("--loss_on", type=str, default="all", help="all (published) or masked frames only")
     group.add_argument("--external_dir", type=list[str], default=[], help="extra folders of unlabelled videos")
     group.add_argument("--reconstruction_weight", type=float, default=0.0, help="anatomical_position: add temporal-masking reconstruction (multi-task)")
+    group.add_argument("--along_bins", type=int, default=4, help="anatomical_position: position bins along the LV axis")
+    group.add_argument("--across_bins", type=int, default=4, help="anatomical_position: position bins across the LV axis")
     parser.set_defaults(epochs=3)
     return parser
 
@@ -178,7 +191,7 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
         accelerator=args.accelerator,
         devices=args.devices,
         strategy=args.strategy,
-        precision=args.precision,
+        precision=resolve_precision(args.precision, args.accelerator),
         val_check_interval=args.val_check_interval,
         limit_train_batches=args.limit_train_batches,
         limit_val_batches=args.limit_val_batches,
@@ -214,7 +227,13 @@ def build_ssl(args: Namespace):
         return task, build_datamodule(args, "ssl", external_dirs=args.external_dir)
     from unilvseg.tasks.anatomical import AnatomicalPositionTask
 
-    task = AnatomicalPositionTask(mask_ratio=args.mask_ratio, reconstruction_weight=args.reconstruction_weight, **network_kwargs(args))
+    task = AnatomicalPositionTask(
+        along_bins=args.along_bins,
+        across_bins=args.across_bins,
+        mask_ratio=args.mask_ratio,
+        reconstruction_weight=args.reconstruction_weight,
+        **network_kwargs(args),
+    )
     return task, build_datamodule(args, "dense", external_dirs=args.external_dir, **task.data_targets())
 
 
