@@ -66,7 +66,8 @@ def test_smoke_suite_writes_complete_json_and_markdown(tmp_path):
     assert "| section | benchmark | ours | baseline | unit | speed-up | target | met |" in markdown
     for heading in ("## Data loading", "## Training step", "## Full-video inference", "## Bootstrap evaluation"):
         assert heading in markdown
-    assert markdown.count("\n| train |") == 1 and ">= 1.5x" in markdown and ">= 50x" in markdown
+    # One summary row per non-reference configuration of the main network.
+    assert markdown.count("\n| train |") == len(train["rows"]) - 1 and ">= 1.5x" in markdown and ">= 50x" in markdown
 
 
 def test_train_child_runs_the_gpu_variant_switches(tmp_path):
