@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -200,46 +199,20 @@ def _child(spec: dict) -> dict:
 
 def _run_child(spec: dict) -> dict:
     """Run one configuration in a fresh interpreter, sampling the RSS of it and its workers."""
-    import psutil
-
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
-    peak = {"main": 0, "tree": 0}
-    done = threading.Event()
+    from benchmarks.common import TreeRssSampler
 
-    def sample():
-        try:
-            parent = psutil.Process(process.pid)
-        except psutil.NoSuchProcess:
-            return
-        while not done.is_set():
-            try:
-                main = parent.memory_info().rss
-                tree = main
-                for child in parent.children(recursive=True):
-                    try:
-                        tree += child.memory_info().rss
-                    except psutil.NoSuchProcess:
-                        pass
-            except psutil.NoSuchProcess:
-                return
-            peak["main"] = max(peak["main"], main)
-            peak["tree"] = max(peak["tree"], tree)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, stderr = process.communicate()
-    done.set()
-    sampler.join()
+    with TreeRssSampler(process.pid) as memory:
+        stdout, stderr = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"benchmark configuration {spec} failed:\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_mb"] = round(peak["main"] / 2**20, 1)
-    result["peak_rss_with_workers_mb"] = round(peak["tree"] / 2**20, 1)
+    result["peak_rss_mb"] = round(memory.peak_mb, 1)
+    result["peak_rss_with_workers_mb"] = round(memory.peak_tree_mb, 1)
     return result
 
 

@@ -240,3 +240,16 @@ def index_video_folder(folder: str | Path) -> DatasetIndex:
     if not records:
         raise DataError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)}) found")
     return DatasetIndex(records, folder, {"empty_video": empty})
+
+
+def reference_masks(data_path: str | Path, file_name: str) -> np.ndarray | None:
+    """Dense truth ``ReferenceMasks/<FileName>.npz`` (key ``masks``, uint8 frames x H x W), or None
+    when the data set has none for this video (phantom and real-mini have them; EchoNet does not)."""
+    path = Path(data_path) / "ReferenceMasks" / f"{file_name}.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as archive:
+            return archive["masks"]
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"{path}: cannot read key 'masks' ({error})") from error

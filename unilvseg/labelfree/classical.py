@@ -613,22 +613,12 @@ def dice_per_frame(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(sizes > 0, 2 * both / np.maximum(sizes, 1), 1.0)
 
 
-def _reference_masks(data_path: Path, name: str) -> np.ndarray | None:
-    path = data_path / "ReferenceMasks" / f"{name}.npz"
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as archive:
-            return archive["masks"]
-    except (OSError, KeyError, ValueError) as error:
-        raise DataError(f"{path}: cannot read key 'masks' ({error})") from error
-
-
 def evaluate_folder(data_path, max_videos: int | None = None, params: WeakLabelParams | None = None):
     """Stage-1 weak labels of each video under ``data_path/Videos`` scored against
     ``ReferenceMasks`` (when present) and quality control; returns a pandas DataFrame."""
     import pandas as pd
 
+    from unilvseg.data.index import reference_masks
     from unilvseg.data.video import read_video
     from unilvseg.labelfree.qc import quality_control
 
@@ -650,7 +640,7 @@ def evaluate_folder(data_path, max_videos: int | None = None, params: WeakLabelP
             "cpu_seconds": time.process_time() - start_cpu,  # wall time is noisy on shared CPUs
             "qc_pass_rate": qc.pass_rate,
         }
-        truth = _reference_masks(data_path, path.stem)
+        truth = reference_masks(data_path, path.stem)
         if truth is not None:
             if truth.shape != masks.shape:
                 raise DataError(f"{data_path / 'ReferenceMasks' / path.stem}.npz: masks {truth.shape} vs video {masks.shape}")

@@ -42,6 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
+from unilvseg.data.index import reference_masks
 from unilvseg.errors import DataError, UserError
 from unilvseg.io import save_npz, write_csv, write_json, write_text
 
@@ -276,18 +277,6 @@ class NetworkSegmenter:
 
 
 # ----------------------------------------------------------------------------- reporting helpers
-
-
-def reference_masks(data_path: Path, file_name: str) -> np.ndarray | None:
-    """``ReferenceMasks/<name>.npz`` (key ``masks``) when the data set has one for this video."""
-    path = Path(data_path) / "ReferenceMasks" / f"{file_name}.npz"
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as archive:
-            return archive["masks"]
-    except (OSError, KeyError, ValueError) as error:
-        raise DataError(f"{path}: cannot read key 'masks' ({error})") from error
 
 
 def score_video(record, masks: np.ndarray, data_path: Path) -> dict:
