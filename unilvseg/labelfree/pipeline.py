@@ -87,8 +87,8 @@ class PipelineConfig:
 
     data_path: str | None = None
     rounds: int = 1
-    early_epochs: int = 5
-    round_epochs: int = 3
+    early_epochs: int = 20
+    round_epochs: int = 10
     round_init: str = "previous"
     encoder: str = "3d_unet_tiny"
     width: int | None = None
