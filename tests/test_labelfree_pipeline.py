@@ -236,6 +236,7 @@ def test_rerun_reuses_stages_and_other_settings_are_refused(tiny_run, tiny_phant
         (["--resume", "x.ckpt"], "--run_dir"),
         (["--qc_min_area", "0.5", "--qc_max_area", "0.4"], "--qc_min_area"),
         (["--label_stride", "17"], "--label_stride"),
+        (["--round_loss", "focal"], "--round_loss"),
     ],
 )
 def test_flag_mistakes_are_clear_errors(tiny_phantom, tmp_path, capsys, extra, message):

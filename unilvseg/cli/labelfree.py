@@ -41,7 +41,9 @@ def labelfree_parser() -> ArgumentParser:
     group.add_argument("--label_stride", type=int | None, default=None, help="window step when predicting pseudo-labels (default frames // 2)")
     group.add_argument("--threshold", type=float, default=0.5, help="probability threshold of predicted masks")
     group.add_argument("--checkpoint", type=str | None, default=None, help="pre-training checkpoint for the early-learning network (e.g. from train_ssl.py)")
-    group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="dice and/or bce")
+    group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="early-learning loss: dice and/or bce")
+    group.add_argument("--round_loss", type=str, nargs="+", default=["bce"],
+                       help="self-learning rounds' loss (default bce: with dice the masks grew round after round)")
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n training videos (seeded subset)")
     qc = parser.add_argument_group("quality control (a frame's label is trained on only if it passes)")
     defaults = QCSettings()
@@ -95,6 +97,7 @@ def config_from_args(args: Namespace):
         early_epochs=args.early_epochs,
         round_epochs=args.round_epochs,
         round_init=args.round_init,
+        round_loss=list(args.round_loss),
         encoder=args.encoder,
         width=args.width,
         encoder_weights=args.encoder_weights,
