@@ -108,8 +108,7 @@ class ClipAugment:
         uint8 ``frames (T, H, W, C)`` and ``masks (T, K, H, W)`` (or None) -> float ``clip (C, H, W, T)``
         in [0, 1] and ``masks (K, H, W, T)`` of the input dtype, both contiguous. The clip is
         stacked once as ``H x W x (T*C)`` (the layout OpenCV warps and, viewed as (H, W, T, C),
-        one permute from the network's), so each pixel is copied twice in all: into the stack
-        and into the float output.
+        one permute from the network's): interleaved, warped and written as float once each.
         """
         n_frames, height, width, channels = frames.shape
         transform = self.draw(rng) if self.enabled else Transform()
