@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from unilvseg.errors import UserError
+from unilvseg.labelfree.pipeline import report_table
 
 log = logging.getLogger("unilvseg")
 
@@ -60,14 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cell(value) -> str:
-    if isinstance(value, float):
-        if value != value:
-            return "-"
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
-    return str(value) if str(value) not in ("", "nan") else "-"
-
-
 def markdown(report: pd.DataFrame, meta: dict) -> str:
     lines = [
         f"# Label-free LV segmentation benchmark: {meta['dataset']}",
@@ -79,11 +72,8 @@ def markdown(report: pd.DataFrame, meta: dict) -> str:
         "Dice is pooled (ratio of sums). No tracing or reference mask was used to train or to pick a checkpoint.",
         "`pseudo-labels produced` are the next round's training labels (train+val) made by that stage.",
         "",
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *report_table(report, COLUMNS),
     ]
-    for _, row in report.iterrows():
-        lines.append("| " + " | ".join(_cell(row.get(key)) for key, _ in COLUMNS) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -696,3 +696,18 @@ def test_nearest_resize_of_masks_keeps_them_centred():
     back = resize_frames(small[None], (112, 112), nearest=True)[0]
     ys, xs = np.nonzero(back)
     assert abs(ys.mean() - 59.5) < 0.6 and abs(xs.mean() - 49.5) < 0.6
+
+
+def test_loader_path_and_tensor_path_apply_the_same_transform():
+    """``clip_from_frames`` (uint8 straight from the cache, what the dataset runs) and the tensor
+    ``__call__`` (float clips) draw and apply the same transform; the tests above hold for both."""
+    clip, mask = _clip_and_mask(4)
+    frames = (clip.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # (T, H, W, 3)
+    augment = ClipAugment()
+    for seed in range(4):
+        video_a, mask_a = augment(clip, mask, np.random.default_rng(seed))  # (T, 3, H, W)
+        video_b, mask_b = augment.clip_from_frames(frames, mask.numpy(), np.random.default_rng(seed))  # (3, H, W, T)
+        assert video_b.shape == (3, SIZE, SIZE, 4) and mask_b.shape == (1, SIZE, SIZE, 4)
+        assert torch.equal(mask_b.permute(3, 0, 1, 2), mask_a)
+        # uint8 interpolation rounds to 1/255 (and OpenCV's 1/32-pixel weights): a few levels at most.
+        assert (video_b.permute(3, 0, 1, 2) - video_a).abs().max() < 6 / 255

@@ -466,26 +466,27 @@ def predict_records(records, network, settings: Settings, device, layout: Layout
     return summary
 
 
-def _records(args) -> tuple[list, str]:
+def _records(args) -> tuple[list, str, str | None]:
+    """The videos to segment, a description of where they come from, and the EchoNet folder
+    (None for --external_dir / --video_path)."""
     from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
 
     if args.video_path:
         path = Path(args.video_path)
         if not path.is_file():
             raise DataError(f"--video_path {path}: file not found")
-        return [VideoRecord(file_name=path.stem, path=path, split="external")], str(path)
+        return [VideoRecord(file_name=path.stem, path=path, split="external")], str(path), None
     if args.external_dir:
         index: DatasetIndex = index_video_folder(args.external_dir)
-        return index.records, str(args.external_dir)
+        return index.records, str(args.external_dir), None
     data_path = args.data_path
     if data_path is None:
         from unilvseg.data import phantom
 
         data_path = phantom.default_data_path()
         log.info("no --data_path: using the built-in phantom at %s", data_path)
-    args.data_path = str(data_path)  # recorded in run.json for evaluate_bootstrap.py
     index = load_index(data_path, split=args.split, require_tracings=False)
-    return index.records, f"{data_path} ({args.split})"
+    return index.records, f"{data_path} ({args.split})", str(data_path)
 
 
 def predict_one_file(args, network, settings: Settings, device) -> int:
@@ -539,14 +540,14 @@ def run(args: argparse.Namespace) -> int:
     if args.save_path:
         return predict_one_file(args, network, settings, device)
 
-    records, source = _records(args)
+    records, source, data_path = _records(args)
     layout = Layout(Path(args.save_dir))
     created = not layout.root.exists()
     layout.root.mkdir(parents=True, exist_ok=True)
     removed = remove_stale_temporaries(layout.root)
     if removed:
         log.info("%s: removed %d unfinished temporary file(s) of an interrupted run", layout.root, removed)
-    _check_save_dir(layout, settings, args.overwrite, args.data_path)
+    _check_save_dir(layout, settings, args.overwrite, data_path)
     log.info("%s: %d video(s) -> %s", source, len(records), layout.root)
 
     summary = predict_records(records, network, settings, device, layout, args.overwrite)

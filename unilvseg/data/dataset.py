@@ -52,21 +52,22 @@ class TracingTargets:
 
     def __init__(self, size: tuple[int, int] = (112, 112)):
         self.size = tuple(size)
-        # Rasterised tracings per (video, phase): a polygon fill costs ~0.5 ms, more than the
-        # rest of a cached sample's target; 2 masks x 112 x 112 bytes per video is cheap to keep.
-        self._masks: dict[tuple[str, str], np.ndarray] = {}
+        # Rasterised tracings per (video, phase), bit-packed: a polygon fill costs ~0.5 ms, more
+        # than the rest of a cached sample's target, while a packed 112x112 mask is 1.6 kB
+        # (EchoNet's 7,465 training videos: 23 MB per worker instead of 187 MB unpacked).
+        self._packed: dict[tuple[str, str], np.ndarray] = {}
 
     def traced_mask(self, record: VideoRecord, name: str) -> np.ndarray:
+        height, width = self.size
         key = (str(record.path), name)
-        mask = self._masks.get(key)
-        if mask is None:
-            height, width = self.size
+        packed = self._packed.get(key)
+        if packed is None:
             rows = record.ed_rows if name == "ED" else record.es_rows
             mask = tracing_mask(rows, record.height, record.width)
             if mask.shape != (height, width):
                 mask = resize_frames(mask[None], (height, width), nearest=True)[0]
-            self._masks[key] = mask
-        return mask
+            packed = self._packed[key] = np.packbits(mask.astype(bool))
+        return np.unpackbits(packed, count=height * width).reshape(height, width)
 
     def __call__(self, record, frame_index, frames, phase):
         height, width = self.size

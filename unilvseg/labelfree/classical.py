@@ -605,12 +605,12 @@ def _convex_hulls(stack: np.ndarray) -> np.ndarray:
 
 def dice_per_frame(prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Dice of each frame of two (T, H, W) masks (1.0 where both are empty)."""
-    prediction, truth = np.asarray(prediction) > 0, np.asarray(truth) > 0
+    from unilvseg.evaluation.metrics import dice_counts, dice_from_counts
+
+    prediction, truth = np.asarray(prediction), np.asarray(truth)
     if prediction.shape != truth.shape:
         raise UserError(f"prediction {prediction.shape} and truth {truth.shape} differ in shape")
-    both = (prediction & truth).sum(axis=(-2, -1)).astype(np.float64)
-    sizes = prediction.sum(axis=(-2, -1)) + truth.sum(axis=(-2, -1))
-    return np.where(sizes > 0, 2 * both / np.maximum(sizes, 1), 1.0)
+    return dice_from_counts(*dice_counts(prediction, truth), empty=1.0)
 
 
 def evaluate_folder(data_path, max_videos: int | None = None, params: WeakLabelParams | None = None):

@@ -684,11 +684,6 @@ class LabelFreePipeline:
             ("test_qc_pass_rate", "test QC pass"), ("seconds", "seconds"),
         ]
 
-        def cell(value):
-            if isinstance(value, float):
-                return "-" if not np.isfinite(value) else f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
-            return str(value) or "-"
-
         lines = [
             "# Label-free LV segmentation report",
             "",
@@ -703,12 +698,24 @@ class LabelFreePipeline:
             "train+val (stage 1: round 0; a model stage: the next round's labels, '-' after the last stage).",
             "Network Dice columns score the raw thresholded masks, as predict.py writes them.",
             "",
-            "| " + " | ".join(title for _, title in columns) + " |",
-            "|" + "---|" * len(columns),
+            *report_table(report, columns),
         ]
-        for _, row in report.iterrows():
-            lines.append("| " + " | ".join(cell(row[key]) for key, _ in columns) + " |")
         return "\n".join(lines) + "\n"
+
+
+def report_table(report, columns: Sequence[tuple[str, str]]) -> list[str]:
+    """Markdown lines of ``report`` (one row per stage) for ``columns`` = [(key, title), ...];
+    missing or non-finite values print as ``-``."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return "-" if not np.isfinite(value) else f"{value:.3f}" if abs(value) < 10 else f"{value:.0f}"
+        return "-" if value is None or str(value) in ("", "nan") else str(value)
+
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
+    for _, row in report.iterrows():
+        lines.append("| " + " | ".join(cell(row.get(key)) for key, _ in columns) + " |")
+    return lines
 
 
 def run_pipeline(config: PipelineConfig, run_dir: str | Path, **options) -> PipelineResult:
