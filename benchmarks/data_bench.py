@@ -154,7 +154,6 @@ class PublishedDataset:
 
 # ---------------------------------------------------------------- one configuration (child)
 def _child(spec: dict) -> dict:
-    import numpy as np  # noqa: F401
     import torch
     from torch.utils.data import DataLoader, RandomSampler
 

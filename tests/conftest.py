@@ -18,7 +18,7 @@ import torch
 
 # Imported at collection, before any output capture: Lightning binds a stream handler to the
 # sys.stderr of its import time, and a captured (later closed) stream would break its logging.
-import lightning.pytorch  # noqa: F401
+import lightning.pytorch  # noqa: F401, E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_MINI = SHARED_DATA / "echonet-real-mini"

@@ -7,7 +7,6 @@ One tiny run (3d_unet_tiny, 16 frames at 32x32, one batch per epoch) is shared b
 from __future__ import annotations
 
 import json
-import os
 import runpy
 import subprocess
 import sys

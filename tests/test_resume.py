@@ -246,3 +246,23 @@ def test_global_generator_states_survive_a_checkpoint_round_trip(tmp_path):
     set_rng_states(torch.load(path, weights_only=True))  # what Lightning's resume can read
     assert torch.equal(torch.rand(4), expected[0])
     assert np.array_equal(np.random.rand(4), expected[1]) and random.random() == expected[2]
+
+
+def test_task_checkpoint_hooks_restore_generators_and_data_settings():
+    """Resuming a fit goes through ClipTask.on_load_checkpoint: both the random generators (which
+    frames temporal masking hides next) and the data settings must come back."""
+    from unilvseg.tasks.ssl import TemporalMaskingTask
+
+    task = TemporalMaskingTask(encoder="3d_unet_tiny", frames=16)
+    task.data_settings = {"mean": [0.1, 0.2, 0.3], "size": [112, 112]}
+    checkpoint: dict = {}
+    torch.manual_seed(11)
+    task.on_save_checkpoint(checkpoint)
+    expected = torch.rand(4)
+    torch.rand(7)
+
+    resumed = TemporalMaskingTask(encoder="3d_unet_tiny", frames=16)
+    resumed._trainer = object()  # attached to a Trainer: a resumed fit, not load_from_checkpoint
+    resumed.on_load_checkpoint(checkpoint)
+    assert torch.equal(torch.rand(4), expected)
+    assert resumed.data_settings == task.data_settings

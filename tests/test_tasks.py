@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -208,7 +207,7 @@ def test_seeded_cpu_runs_give_identical_metrics(tiny_phantom, tmp_path):
 
 
 def test_config_file_and_print_config(tiny_phantom, tmp_path, capsys):
-    from unilvseg.cli.train import main_ssl, ssl_parser
+    from unilvseg.cli.train import ssl_parser
 
     parser = ssl_parser()
     with pytest.raises(SystemExit):

@@ -57,8 +57,6 @@ def _default_mm_per_pixel() -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
-
     mm_per_pixel = _default_mm_per_pixel()
     parser = argparse.ArgumentParser(
         prog="predict.py",

@@ -11,9 +11,9 @@ What differs between schemes is two choices, not a class each:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import lightning as L
 import numpy as np

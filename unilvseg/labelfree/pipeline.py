@@ -255,7 +255,6 @@ class NetworkSegmenter:
     """A trained checkpoint as ``frames (T, H, W, 3) uint8 -> raw masks uint8 (T, H, W)``."""
 
     def __init__(self, checkpoint: str | Path, config: PipelineConfig):
-        import unilvseg.tasks.label_free  # noqa: F401 - registers the "label_free" task kind
         from unilvseg.evaluation.inference import resolve_device
         from unilvseg.tasks.checkpoints import load_task
 

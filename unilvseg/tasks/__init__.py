@@ -17,10 +17,8 @@ def register_task(cls: type[ClipTask]) -> type[ClipTask]:
 
 __all__ = ["ClipTask", "TemporalMaskingTask", "WeakSegmentationTask", "TASKS", "register_task"]
 
-# Registered last: anatomical.py imports register_task from this (by then initialised) package.
+# Registered last: these modules import register_task from this (by then initialised) package.
 from unilvseg.tasks.anatomical import AnatomicalPositionTask  # noqa: E402
-
-__all__.append("AnatomicalPositionTask")
 from unilvseg.tasks.label_free import LabelFreeTask  # noqa: E402
 
-__all__.append("LabelFreeTask")
+__all__ += ["AnatomicalPositionTask", "LabelFreeTask"]

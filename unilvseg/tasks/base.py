@@ -129,12 +129,10 @@ class ClipTask(L.LightningModule):
         checkpoint["unilvseg_rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.data_settings = dict(checkpoint.get("unilvseg_data", {}))
         states = checkpoint.get("unilvseg_rng_states")
         if states is not None and self._trainer is not None:  # resuming a fit, not load_from_checkpoint
             set_rng_states(states)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.data_settings = dict(checkpoint.get("unilvseg_data", {}))
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self):

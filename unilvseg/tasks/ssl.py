@@ -4,7 +4,6 @@ reconstruct the whole clip."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from unilvseg.errors import UserError
 from unilvseg.tasks.base import ClipTask
