@@ -10,6 +10,11 @@ time. Results go to ``benchmarks/results/labelfree-<dataset>.{md,csv}``.
     python -m benchmarks.labelfree_bench                       # the built-in 40-video phantom
     python -m benchmarks.labelfree_bench --data_path D --rounds 2
     python -m benchmarks.labelfree_bench --early_epochs 8      # any train_labelfree.py flag passes through
+    python -m benchmarks.labelfree_bench --oracle              # + the same network trained on ReferenceMasks
+
+``--oracle`` adds one row: the early-learning stage (same network, epochs, loss and seed) trained
+on the data set's ``ReferenceMasks`` instead of classical labels. It is an upper bound for what
+pseudo-labels can give at that budget, so the table shows how much room the rounds have.
 
 Tracings and reference masks are read only after training, for these tables.
 """
@@ -17,6 +22,7 @@ Tracings and reference masks are read only after training, for these tables.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import platform
@@ -25,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from unilvseg.errors import UserError
@@ -58,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run_dir", default=None, help="keep the run here (default: a temporary folder, deleted)")
     parser.add_argument("--name", default=None, help="dataset name in the result file names (default: the folder's name)")
     parser.add_argument("--out_dir", default=str(RESULTS_DIR), help="where labelfree-<dataset>.md/.csv go")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat with training seeds 0..N-1 (separate runs) and add mean, SD and per-stage changes")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also train the early-learning stage on ReferenceMasks (an upper bound; needs them for every train/val video)")
     return parser
 
 
-def markdown(report: pd.DataFrame, meta: dict) -> str:
+def markdown(report: pd.DataFrame, meta: dict, summary: pd.DataFrame | None = None) -> str:
     lines = [
         f"# Label-free LV segmentation benchmark: {meta['dataset']}",
         "",
@@ -71,17 +82,127 @@ def markdown(report: pd.DataFrame, meta: dict) -> str:
         "",
         "Dice is pooled (ratio of sums). No tracing or reference mask was used to train or to pick a checkpoint.",
         "`pseudo-labels produced` are the next round's training labels (train+val) made by that stage.",
+        *(["`oracle`: the early-learning stage (same network, epochs, loss, seed) trained on ReferenceMasks instead "
+           "of classical labels: the most this network and budget give with perfect labels."]
+          if (report["stage"] == "oracle").any() else []),
         "",
-        *report_table(report, COLUMNS),
     ]
+    if summary is not None:
+        lines += [
+            f"## Over {int(summary['seeds'].max())} seeds (seeds 0..{int(summary['seeds'].max()) - 1}; training seed only, same data)",
+            "",
+            "`change vs stage above`: mean over seeds of (this stage - the stage above it, same seed); `seeds improved`:",
+            "in how many seeds that change was > 0.",
+            "",
+            *report_table(summary, SUMMARY_COLUMNS),
+            "",
+            "## Seed 0, every column",
+            "",
+        ]
+    lines += report_table(report, COLUMNS)
     return "\n".join(lines) + "\n"
 
 
-def run(args: argparse.Namespace, passthrough: list[str]) -> int:
+def write_reference_labels(index, data_path: Path, run_dir: Path) -> None:
+    """Round-0 "labels" of an oracle run: every train/val video's ReferenceMasks, all frames passed."""
+    from unilvseg.data.index import reference_masks
+    from unilvseg.io import save_npz, write_json
+    from unilvseg.labelfree.pipeline import COMPLETE, _round_dir, label_path
+
+    label_dir = _round_dir(run_dir, 0)
+    if (label_dir / COMPLETE).is_file():
+        return
+    frames = 0
+    for record in index.records:
+        if record.split not in ("train", "val"):
+            continue
+        masks = reference_masks(data_path, record.file_name)
+        if masks is None:
+            raise UserError(f"--oracle: {data_path / 'ReferenceMasks' / (record.file_name + '.npz')} is missing")
+        save_npz(label_path(label_dir, record.file_name), masks=(masks > 0).astype(np.uint8), passed=np.ones(len(masks), bool))
+        frames += len(masks)
+    write_json({"round": 0, "source": "ReferenceMasks (oracle)", "frames": frames, "passed_frames": frames,
+                "pass_rate": 1.0, "failed_videos": {}}, label_dir / COMPLETE)
+
+
+def run_one(args: argparse.Namespace, passthrough: list[str], data_path: Path, index, run_dir: Path, seed: int | None) -> pd.DataFrame:
+    """One label-free run (and its oracle) -> the report table, one row per stage."""
     from unilvseg.cli.labelfree import main as labelfree_main
+
+    seeded = passthrough + (["--seed", str(seed)] if seed is not None else [])
+    argv = ["--data_path", str(data_path), "--rounds", str(args.rounds), "--run_dir", str(run_dir),
+            "--progress_bar", "false"] + seeded
+    if labelfree_main(argv) != 0:
+        raise BenchmarkFailed(f"train_labelfree.py {' '.join(argv)} failed")
+    report = pd.read_csv(run_dir / "report.csv", keep_default_na=True)
+    if args.oracle:
+        config = json.loads((run_dir / "pipeline.json").read_text())
+        budget = config["early_epochs"] + config["rounds"] * config["round_epochs"]
+        oracle_dir = run_dir.parent / f"{run_dir.name}-oracle"
+        write_reference_labels(index, data_path, oracle_dir)
+        oracle_argv = ["--data_path", str(data_path), "--rounds", "0", "--run_dir", str(oracle_dir),
+                       "--progress_bar", "false"] + seeded + ["--early_epochs", str(budget)]
+        if labelfree_main(oracle_argv) != 0:
+            raise BenchmarkFailed(f"oracle run train_labelfree.py {' '.join(oracle_argv)} failed")
+        oracle = pd.read_csv(oracle_dir / "report.csv", keep_default_na=True)
+        oracle = oracle[oracle["stage"] == "early"].assign(stage="oracle", trained_on=f"ReferenceMasks, {budget} epochs")
+        # The oracle's "produced labels" columns would describe labels it never made.
+        oracle[["labels_pass_rate", "labels_dice_reference"]] = float("nan")
+        report = pd.concat([report, oracle], ignore_index=True)
+    report.insert(0, "seed", seed if seed is not None else 0)
+    return report
+
+
+class BenchmarkFailed(RuntimeError):
+    pass
+
+
+def seed_summary(reports: pd.DataFrame) -> pd.DataFrame:
+    """Per stage over seeds: mean and SD of the test/val Dice, and the change against the stage
+    before it in the same seed (mean, and in how many seeds it was > 0)."""
+    metrics = ["test_dice_traced", "test_dice_reference", "val_dice_traced", "val_dice_reference", "labels_dice_reference"]
+    rows = []
+    stages = list(dict.fromkeys(reports["stage"]))
+    for position, stage in enumerate(stages):
+        part = reports[reports["stage"] == stage].set_index("seed")
+        row = {"stage": stage, "seeds": len(part)}
+        for metric in metrics:
+            row[f"{metric}_mean"] = part[metric].mean()
+            row[f"{metric}_sd"] = part[metric].std(ddof=1) if len(part) > 1 else float("nan")
+        chained = position > 0 and stage != "oracle"
+        if chained:
+            before = reports[reports["stage"] == stages[position - 1]].set_index("seed")
+            for metric in ("test_dice_traced", "test_dice_reference"):
+                delta = (part[metric] - before[metric]).dropna()
+                row[f"{metric}_delta"] = f"{delta.mean():+.4f}" if len(delta) else "-"
+                row[f"{metric}_improved"] = f"{int((delta > 0).sum())}/{len(delta)}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+SUMMARY_COLUMNS = [
+    ("stage", "stage"),
+    ("test_dice_traced_mean", "test traced: mean"),
+    ("test_dice_traced_sd", "SD"),
+    ("test_dice_traced_delta", "change vs stage above"),
+    ("test_dice_traced_improved", "seeds improved"),
+    ("test_dice_reference_mean", "test ref (all frames): mean"),
+    ("test_dice_reference_sd", "SD"),
+    ("test_dice_reference_delta", "change vs stage above"),
+    ("test_dice_reference_improved", "seeds improved"),
+    ("val_dice_reference_mean", "val ref: mean"),
+    ("labels_dice_reference_mean", "pseudo-labels produced vs ref: mean"),
+]
+
+
+def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     from unilvseg.data.index import load_index
     from unilvseg.io import write_csv, write_text
 
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    if "--seed" in passthrough and args.seeds > 1:
+        raise UserError("--seed and --seeds: give one (--seeds N runs seeds 0..N-1)")
     if args.data_path is None:
         from unilvseg.data.phantom import default_data_path
 
@@ -93,18 +214,20 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     temporary = None
     if args.run_dir is None:
         temporary = tempfile.TemporaryDirectory(prefix="labelfree-bench-")
-        run_dir = Path(temporary.name) / "run"
+        root = Path(temporary.name)
     else:
-        run_dir = Path(args.run_dir)
-    argv = ["--data_path", str(data_path), "--rounds", str(args.rounds), "--run_dir", str(run_dir),
-            "--progress_bar", "false"] + passthrough
+        root = Path(args.run_dir)
     started = time.perf_counter()
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    status = labelfree_main(argv)
+    try:
+        if args.seeds == 1:
+            reports = [run_one(args, passthrough, data_path, index, root / "run" if temporary else root, None)]
+        else:
+            reports = [run_one(args, passthrough, data_path, index, root / f"seed{seed}", seed) for seed in range(args.seeds)]
+    except BenchmarkFailed as error:
+        log.error("%s", error)
+        return 1
     wall = time.perf_counter() - started
-    if status != 0:
-        return status
-    report = pd.read_csv(run_dir / "report.csv", keep_default_na=True)
     import torch
 
     meta = {
@@ -116,12 +239,15 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
         "wall_seconds": wall,
         "videos": ", ".join(f"{n} {s}" for s, n in splits.items()) + " videos",
     }
+    report = pd.concat(reports, ignore_index=True)
     report.insert(0, "dataset", dataset)
     report["wall_seconds_total"] = wall
+    summary = seed_summary(report) if args.seeds > 1 else None
     out_dir = Path(args.out_dir)
     write_csv(report, out_dir / f"labelfree-{dataset}.csv", float_format="%.4f")
-    write_text(markdown(report, meta), out_dir / f"labelfree-{dataset}.md")
-    print(markdown(report, meta))
+    text = markdown(report[report["seed"] == report["seed"].iloc[0]], meta, summary)
+    write_text(text, out_dir / f"labelfree-{dataset}.md")
+    print(text)
     if temporary is not None:
         temporary.cleanup()
     return 0

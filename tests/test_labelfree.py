@@ -21,6 +21,7 @@ from unilvseg.labelfree.classical import (
     dice_per_frame,
     otsu_thresholds,
     refine_mask,
+    snap_to_blood_pool,
     stack_closing,
     stack_fill_holes,
     weak_lv_labels,
@@ -167,6 +168,41 @@ def test_refine_mask_keeps_lv_side_component_and_fills_holes():
     assert single.shape == (SIZE, SIZE) and single[30, 30] and not single[80, 80]
     with pytest.raises(UserError, match="sector mask"):
         refine_mask(masks, SectorGeometry(np.ones((10, 10), bool), (5.0, 0.0), 0.0, 10.0))
+
+
+def test_snap_to_blood_pool_drops_bright_wall_keeps_dark_cavity():
+    fan = fan_mask()
+    video = speckle_video(fan, frames=6)
+    cavity = ellipse((62, 50), (11, 22))
+    wall = ellipse((62, 50), (15, 26)) & ~cavity
+    video[:, cavity] = 12  # blood: darker than any tissue
+    video[:, wall] = 220  # endocardium / myocardium: brighter than any tissue
+    grown = np.repeat((cavity | wall)[None], 6, axis=0)  # a network mask that spilled onto the wall
+    snapped = snap_to_blood_pool(grown, video)
+    assert snapped.dtype == bool and snapped.shape == grown.shape
+    # Smoothing (sigma 1.5) blurs the blood-wall edge by about a pixel, so the wall's inner rim
+    # can stay; the bulk of the wall must go.
+    assert (snapped & wall).sum() <= 0.25 * grown.shape[0] * wall.sum(), "bright wall pixels must leave the mask"
+    assert (snapped & cavity).sum() >= 0.97 * grown.shape[0] * cavity.sum(), "the dark cavity must stay"
+    assert not (snapped & ~grown).any(), "snapping never adds pixels"
+    with pytest.raises(UserError, match="do not match"):
+        snap_to_blood_pool(grown[:, :50], video)
+    with pytest.raises(UserError, match="pool_scale"):
+        snap_to_blood_pool(grown, video, pool_scale=0)
+
+
+def test_snap_to_blood_pool_pulls_a_dilated_phantom_lv_back_to_the_truth(tiny_phantom):
+    """A 3-px too-large LV (as a temporally blurred network gives at end-systole) moves back
+    towards the dense truth once bright wall pixels are dropped and the blob is refined."""
+    path = sorted((tiny_phantom / "Videos").glob("*.avi"))[0]
+    frames = read_video(path)
+    truth = np.load(tiny_phantom / "ReferenceMasks" / f"{path.stem}.npz")["masks"] > 0
+    grown = np.stack([ndimage.binary_dilation(frame, iterations=3) for frame in truth])
+    sector = detect_sector(frames)
+    snapped = refine_mask(snap_to_blood_pool(grown, frames, sector), sector)
+    before = dice_per_frame(grown, truth).mean()
+    after = dice_per_frame(snapped, truth).mean()
+    assert after > before + 0.02, (before, after)
 
 
 def test_weak_label_params_validation():

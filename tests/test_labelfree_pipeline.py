@@ -236,6 +236,7 @@ def test_rerun_reuses_stages_and_other_settings_are_refused(tiny_run, tiny_phant
         (["--qc_min_area", "0.5", "--qc_max_area", "0.4"], "--qc_min_area"),
         (["--label_stride", "17"], "--label_stride"),
         (["--round_loss", "focal"], "--round_loss"),
+        (["--pool_scale", "-1"], "--pool_scale"),
     ],
 )
 def test_flag_mistakes_are_clear_errors(tiny_phantom, tmp_path, capsys, extra, message):
@@ -256,3 +257,34 @@ def test_no_frame_passing_qc_is_an_error_naming_qc_csv(tiny_phantom, tmp_path, c
     err = capsys.readouterr().err
     assert "no training frame passed quality control" in err and "qc.csv" in err
     assert not (tmp_path / "run" / "stages").exists()
+
+
+def test_labelfree_benchmark_seeds_and_oracle(tiny_phantom, tmp_path):
+    """benchmarks.labelfree_bench --seeds 2 --oracle: one run per seed plus an oracle trained on
+    ReferenceMasks for the whole budget; a per-seed csv and a summary with per-stage changes."""
+    from benchmarks.labelfree_bench import main as bench_main
+    from unilvseg.labelfree.pipeline import read_labels
+
+    unseeded = [flag for i, flag in enumerate(TINY) if flag != "--seed" and TINY[i - 1] != "--seed"]
+    run_dir, out_dir = tmp_path / "runs", tmp_path / "out"
+    argv = ["--data_path", str(tiny_phantom), "--run_dir", str(run_dir), "--out_dir", str(out_dir),
+            "--name", "tiny", "--seeds", "2", "--oracle"] + unseeded
+    assert bench_main(argv) == 0
+    table = pd.read_csv(out_dir / "labelfree-tiny.csv")
+    assert sorted(table["seed"].unique()) == [0, 1]
+    assert list(table[table["seed"] == 0]["stage"]) == STAGES + ["oracle"]
+    oracle = table[table["stage"] == "oracle"]
+    assert (oracle["trained_on"] == "ReferenceMasks, 2 epochs").all()  # early 1 + 1 round x 1
+    assert oracle["test_dice_reference"].between(0, 1).all()
+    # The oracle trained on the reference masks themselves, every frame passed.
+    name = sorted((tiny_phantom / "ReferenceMasks").glob("*.npz"))[0].stem
+    labels = read_labels(run_dir / "seed0-oracle" / "labels" / "round0", name)
+    if labels is not None:  # test-split videos have no training labels
+        reference = np.load(tiny_phantom / "ReferenceMasks" / f"{name}.npz")["masks"]
+        assert np.array_equal(labels[0], reference > 0) and labels[1].all()
+    text = (out_dir / "labelfree-tiny.md").read_text()
+    assert "Over 2 seeds" in text and "| oracle |" in text and "seeds improved" in text
+    # Different seeds trained different networks.
+    early = table[table["stage"] == "early"].set_index("seed")
+    assert (run_dir / "seed1" / "checkpoints" / "final.ckpt").is_file()
+    assert early.loc[0, "val_pseudo_dice"] != early.loc[1, "val_pseudo_dice"]

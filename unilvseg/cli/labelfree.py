@@ -40,6 +40,8 @@ def labelfree_parser() -> ArgumentParser:
     group.add_argument("--size", type=int, nargs=2, default=[64, 64], help="network input H W (videos and labels are resized; predict.py reads it from the checkpoint)")
     group.add_argument("--label_stride", type=int | None, default=None, help="window step when predicting pseudo-labels (default frames // 2)")
     group.add_argument("--threshold", type=float, default=0.5, help="probability threshold of predicted masks")
+    group.add_argument("--pool_scale", type=float, default=1.3,
+                       help="rounds' pseudo-labels keep only predicted pixels darker than this x the frame's in-fan Otsu threshold (blood pool); 0 = off")
     group.add_argument("--checkpoint", type=str | None, default=None, help="pre-training checkpoint for the early-learning network (e.g. from train_ssl.py)")
     group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="early-learning loss: dice and/or bce")
     group.add_argument("--round_loss", type=str, nargs="+", default=["bce"],
@@ -116,6 +118,7 @@ def config_from_args(args: Namespace):
         seed=args.seed,
         label_stride=args.label_stride,
         threshold=args.threshold,
+        pool_scale=args.pool_scale,
         qc=qc,
         limit_train_batches=_batches(args.limit_train_batches),
         limit_val_batches=_batches(args.limit_val_batches),

@@ -17,6 +17,7 @@ _EXPORTS = {
     "dice_per_frame": "classical",
     "evaluate_folder": "classical",
     "refine_mask": "classical",
+    "snap_to_blood_pool": "classical",
     "weak_lv_labels": "classical",
     "QCResult": "qc",
     "quality_control": "qc",

@@ -4,7 +4,8 @@ Stages, each leaving its outputs in the run folder::
 
     labels/round0/        stage 1-2: classical weak labels + QC of every train/val video
     stages/early/         stage 3:   "early learning" on the QC-passed frames of round 0
-    labels/round1/        stage 4:   the early model's predictions, refined and QC'd
+    labels/round1/        stage 4:   the early model's predictions, snapped to the image's blood
+                                     pool, anatomically refined and QC'd
     stages/round1/                   retrained on round-1 labels
     ...                              (``rounds`` times)
     checkpoints/final.ckpt           the last stage's best checkpoint (predict.py, evaluate)
@@ -112,6 +113,9 @@ class PipelineConfig:
     seed: int = 0
     label_stride: int | None = None  # sliding-window step when predicting labels (None: frames // 2)
     threshold: float = 0.5
+    # Rounds' pseudo-labels keep only predicted pixels darker than this x the frame's in-fan Otsu
+    # threshold (blood pool; see classical.snap_to_blood_pool); 0 turns the snap off.
+    pool_scale: float = 1.3
     qc: QCSettings = field(default_factory=QCSettings)
     # Trainer pass-through (limits make tiny CI runs possible).
     limit_train_batches: float | int | None = None
@@ -144,6 +148,8 @@ class PipelineConfig:
             raise UserError(f"--label_stride {self.label_stride}: must be between 1 and --frames {self.frames}")
         if not 0 < self.threshold < 1:
             raise UserError(f"--threshold must be between 0 and 1, got {self.threshold}")
+        if self.pool_scale < 0:
+            raise UserError(f"--pool_scale must be >= 0 (0 = off), got {self.pool_scale}")
 
     def fingerprint(self) -> dict:
         """The settings that change results (data_path resolved, so the same folder matches)."""
@@ -451,11 +457,21 @@ class LabelFreePipeline:
         return PipelineResult(self.run_dir, final, report, checkpoints)
 
     # -- stage 1-2 and 4: labels ------------------------------------------------------------
+    def network_labels(self, frames: np.ndarray, segmenter: NetworkSegmenter):
+        """Stage 4 for one video: ``(raw, refined, sector)``. The network's masks keep only pixels
+        the image shows as blood (``pool_scale``), then get the classical labels' anatomical
+        clean-up (one LV-like blob, closed, holes filled); QC follows."""
+        from unilvseg.labelfree.classical import detect_sector, gray_stack, refine_mask, snap_to_blood_pool
+
+        gray = gray_stack(frames)
+        sector = detect_sector(gray)
+        raw = segmenter(frames)
+        masks = snap_to_blood_pool(raw, gray, sector, self.config.pool_scale) if self.config.pool_scale else raw
+        return raw, refine_mask(masks, sector), sector
+
     def produce_labels(self, round_index: int, segmenter: NetworkSegmenter | None) -> dict:
         """Write ``labels/round<k>/`` for every train/val video (skipped when already complete)."""
         import pandas as pd
-
-        from unilvseg.labelfree.classical import detect_sector, refine_mask
 
         label_dir = _round_dir(self.run_dir, round_index)
         done = _round_complete(label_dir)
@@ -474,10 +490,7 @@ class LabelFreePipeline:
             if segmenter is None:
                 masks, sector = classical_masks(frames)
             else:
-                # Stage 4: the network's masks, cleaned with the same anatomical priors as the
-                # classical labels (one LV-like blob, holes filled), then the same QC.
-                sector = detect_sector(frames)
-                masks = refine_mask(segmenter(frames), sector)
+                _, masks, sector = self.network_labels(frames, segmenter)
             qc = self.config.qc.check(masks, sector)
             save_npz(label_path(label_dir, record.file_name), masks=masks.astype(np.uint8), passed=qc.passed)
             table = qc.to_frame()
@@ -590,8 +603,6 @@ class LabelFreePipeline:
         """Dice counts of a stage's output on the val/test videos (report only; never trained on)."""
         import pandas as pd
 
-        from unilvseg.labelfree.classical import detect_sector, refine_mask
-
         path = self.run_dir / "evaluation" / f"{stage}.csv"
         if path.is_file():
             return pd.read_csv(path, dtype={"FileName": str})
@@ -606,9 +617,7 @@ class LabelFreePipeline:
                 masks, sector = classical_masks(frames)
                 refined = masks
             else:
-                masks = segmenter(frames)
-                sector = detect_sector(frames)
-                refined = refine_mask(masks, sector)
+                masks, refined, sector = self.network_labels(frames, segmenter)
             row = score_video(record, masks, self.data.root)
             row["qc_passed"] = int(self.config.qc.check(refined, sector).passed.sum())
             rows.append(row)
@@ -689,7 +698,9 @@ class LabelFreePipeline:
             f"Data: `{self.data.root}`; run: `{self.run_dir}`; total {total_seconds:.0f} s.",
             f"Network {config.encoder} at {config.size[0]}x{config.size[1]}, {config.frames} frames; "
             f"early learning {config.early_epochs} epoch(s), {config.rounds} self-learning round(s) of "
-            f"{config.round_epochs} epoch(s), rounds start from {config.round_init} weights.",
+            f"{config.round_epochs} epoch(s), rounds start from {config.round_init} weights; "
+            + (f"their labels keep only pixels darker than {config.pool_scale:g} x the in-fan Otsu threshold."
+               if config.pool_scale else "no blood-pool snap of their labels."),
             "",
             "No tracing or reference mask was used for training or checkpoint selection; the Dice columns",
             "against tracings (traced ED/ES frames) and ReferenceMasks (every frame) are reported afterwards.",
