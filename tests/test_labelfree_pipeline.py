@@ -248,6 +248,31 @@ def test_flag_mistakes_are_clear_errors(tiny_phantom, tmp_path, capsys, extra, m
     assert not run_dir.exists()
 
 
+def test_round_whose_labels_all_fail_qc_ends_self_learning_with_the_last_model(tiny_phantom, tmp_path, monkeypatch, caplog):
+    """A model whose masks all fail QC leaves nothing to learn from: the run keeps the stage
+    that made them as final checkpoint, says so, and exits 0 (round 0 failing stays an error)."""
+    from unilvseg.cli.labelfree import main
+    from unilvseg.labelfree.pipeline import LabelFreePipeline, NoPseudoLabels
+
+    original = LabelFreePipeline.produce_labels
+
+    def produce_labels(self, round_index, segmenter):
+        if round_index == 1:
+            raise NoPseudoLabels("label round 1: no training frame passed quality control (test)")
+        return original(self, round_index, segmenter)
+
+    monkeypatch.setattr(LabelFreePipeline, "produce_labels", produce_labels)
+    run_dir = tmp_path / "run"
+    extra = ["--rounds", "2"]
+    assert main(["--data_path", str(tiny_phantom), "--run_dir", str(run_dir)] + TINY + extra) == 0
+    early = json.loads((run_dir / "stages" / "early" / "stage.json").read_text())["checkpoint"]
+    assert (run_dir / "checkpoints" / "final.ckpt").read_bytes() == (run_dir / early).read_bytes()
+    assert not (run_dir / "stages" / "round1").exists()
+    assert list(pd.read_csv(run_dir / "report.csv")["stage"]) == ["stage1_labels", "early"]
+    assert "self-learning stopped after stage early" in (run_dir / "report.md").read_text()
+    assert "self-learning stopped after stage early" in caplog.text
+
+
 def test_no_frame_passing_qc_is_an_error_naming_qc_csv(tiny_phantom, tmp_path, capsys):
     from unilvseg.cli.labelfree import main
 

@@ -125,6 +125,24 @@ def assert_outputs_readable(folder: Path) -> None:
 
 
 @pytest.mark.slow
+def test_trainer_removes_temporaries_a_killed_run_left_anywhere_in_its_folder(tmp_path):
+    """SIGKILL can land inside any atomic write (metrics.csv at the run folder's top, a
+    checkpoint); the next trainer on that folder deletes the leftovers, keeps real files."""
+    from unilvseg.io import TMP_PREFIX
+    from unilvseg.training import make_trainer
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    leftovers = [run_dir / f"{TMP_PREFIX}metrics.csv-0a1b2c3d.csv", run_dir / "checkpoints" / f"{TMP_PREFIX}last.ckpt-00ff00ff.ckpt"]
+    for path in leftovers:
+        path.write_text("half written")
+    kept = run_dir / "metrics.csv"
+    kept.write_text("epoch,step\n0,1\n")
+    make_trainer(run_dir, monitor="val/dice", mode="max", epochs=1, logger="csv", progress_bar=False)
+    assert not any(path.exists() for path in leftovers)
+    assert kept.read_text() == "epoch,step\n0,1\n"
+
+
 def test_killed_prediction_reruns_to_identical_outputs(tiny_phantom, weak_checkpoint, tmp_path):
     argv = ["--checkpoint", weak_checkpoint, "--data_path", tiny_phantom, "--split", "all", "--device", "cpu",
             "--stride", "2"]  # overlapping windows: slow enough per video to be killed mid-way

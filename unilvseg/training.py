@@ -140,7 +140,10 @@ def make_trainer(
 ) -> L.Trainer:
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
-    remove_stale_temporaries(checkpoints)  # left by a killed write; never a valid checkpoint
+    # Temporaries left by a killed write (a checkpoint, metrics.csv, ...) are never valid output.
+    stale = remove_stale_temporaries(run_dir)
+    if stale:
+        log.info("%s: removed %d temporary file(s) left by an interrupted run", run_dir, stale)
     best = ModelCheckpoint(
         dirpath=checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_last=False,
         auto_insert_metric_name=False, enable_version_counter=False,

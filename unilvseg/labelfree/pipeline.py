@@ -158,6 +158,10 @@ class PipelineConfig:
         return json.loads(json.dumps(values))
 
 
+class NoPseudoLabels(DataError):
+    """No training frame of a label round passed quality control."""
+
+
 @dataclass
 class PipelineResult:
     run_dir: Path
@@ -339,6 +343,7 @@ class LabelFreePipeline:
         self.cache_dir = cache_dir
         self.num_workers = num_workers
         self._datamodule = None
+        self.stopped: str | None = None  # why self-learning ended before --rounds, if it did
 
     # -- data ------------------------------------------------------------------------------
     def datamodule(self, targets: PseudoLabelTargets | None = None, stage_index: int = 0):
@@ -436,14 +441,22 @@ class LabelFreePipeline:
             previous = self.train_stage(stage, index, label_round=index, init_from=previous)
             checkpoints[stage] = previous
             segmenter = NetworkSegmenter(previous, config)
-            more = index < config.rounds
-            if more:  # the next round's labels come from this stage's model
-                self.produce_labels(index + 1, segmenter=segmenter)
+            if index < config.rounds:  # the next round's labels come from this stage's model
+                try:
+                    self.produce_labels(index + 1, segmenter=segmenter)
+                except NoPseudoLabels as error:
+                    # The model's masks all failed QC (it has degenerated, or the data are not
+                    # A4C): nothing to learn from, so self-learning ends with the model it has.
+                    self.stopped = f"self-learning stopped after stage {stage}: {error}"
+                    log.warning("%s; the final checkpoint is that stage's", self.stopped)
+                    stage_names = stage_names[: index + 1]
             self.evaluate_stage(stage, segmenter=segmenter)
             timings[stage] = time.perf_counter() - tick
             del segmenter
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+            if self.stopped:
+                break
 
         final = self.run_dir / "checkpoints" / "final.ckpt"
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -516,7 +529,7 @@ class LabelFreePipeline:
         }
         train_passed = qc_table.loc[qc_table["split"] == "train", "passed"].sum()
         if train_passed == 0:
-            raise DataError(
+            raise NoPseudoLabels(
                 f"label round {round_index}: no training frame passed quality control (see {label_dir / 'qc.csv'}); "
                 "nothing to train on. Check the videos are apical 4-chamber views or loosen the --qc_* thresholds"
             )
@@ -696,6 +709,7 @@ class LabelFreePipeline:
             "# Label-free LV segmentation report",
             "",
             f"Data: `{self.data.root}`; run: `{self.run_dir}`; total {total_seconds:.0f} s.",
+            *([f"**Note: {self.stopped}.**"] if self.stopped else []),
             f"Network {config.encoder} at {config.size[0]}x{config.size[1]}, {config.frames} frames; "
             f"early learning {config.early_epochs} epoch(s), {config.rounds} self-learning round(s) of "
             f"{config.round_epochs} epoch(s), rounds start from {config.round_init} weights; "
