@@ -57,12 +57,15 @@ COLUMNS = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.labelfree_bench",
+        allow_abbrev=False,  # unknown flags go to train_labelfree.py: --seed must not read as --seeds
         description="Dice of label-free stages (classical labels, early learning, self-learning rounds); "
         "unknown flags are passed to train_labelfree.py.",
     )
     parser.add_argument("--data_path", default=None, help="EchoNet-Dynamic folder (default: the built-in 40-video phantom)")
     parser.add_argument("--rounds", type=int, default=2, help="self-learning rounds (default 2)")
-    parser.add_argument("--run_dir", default=None, help="keep the run here (default: a temporary folder, deleted)")
+    parser.add_argument("--run_dir", default=None,
+                        help="keep the run here (with --seeds N: <run_dir>/seed<k>; an --oracle run goes beside each as <name>-oracle; "
+                        "default: a temporary folder, deleted)")
     parser.add_argument("--name", default=None, help="dataset name in the result file names (default: the folder's name)")
     parser.add_argument("--out_dir", default=str(RESULTS_DIR), help="where labelfree-<dataset>.md/.csv go")
     parser.add_argument("--seeds", type=int, default=1,
@@ -201,7 +204,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
 
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
-    if "--seed" in passthrough and args.seeds > 1:
+    if args.seeds > 1 and any(flag == "--seed" or flag.startswith("--seed=") for flag in passthrough):
         raise UserError("--seed and --seeds: give one (--seeds N runs seeds 0..N-1)")
     if args.data_path is None:
         from unilvseg.data.phantom import default_data_path

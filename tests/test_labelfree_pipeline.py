@@ -226,6 +226,25 @@ def test_rerun_reuses_stages_and_other_settings_are_refused(tiny_run, tiny_phant
     assert "qc" in capsys.readouterr().err
 
 
+def test_run_from_before_the_blood_pool_snap_continues_only_without_it(tiny_run, tiny_phantom, tmp_path, capsys):
+    """A pipeline.json written before --pool_scale existed describes runs without the snap."""
+    import shutil
+
+    from unilvseg.cli.labelfree import main
+
+    old_run = Path(shutil.copytree(tiny_run, tmp_path / "old"))
+    settings = json.loads((old_run / "pipeline.json").read_text())
+    del settings["pool_scale"]
+    (old_run / "pipeline.json").write_text(json.dumps(settings))
+    argv = ["--data_path", str(tiny_phantom), "--run_dir", str(old_run)] + TINY
+    assert main(argv) == 2
+    assert "pool_scale" in capsys.readouterr().err
+    checkpoint = old_run / "stages" / "early" / "checkpoints" / "best.ckpt"
+    stamp = checkpoint.stat().st_mtime_ns
+    assert main(argv + ["--pool_scale", "0"]) == 0
+    assert checkpoint.stat().st_mtime_ns == stamp  # continued, nothing retrained
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -313,3 +332,15 @@ def test_labelfree_benchmark_seeds_and_oracle(tiny_phantom, tmp_path):
     early = table[table["stage"] == "early"].set_index("seed")
     assert (run_dir / "seed1" / "checkpoints" / "final.ckpt").is_file()
     assert early.loc[0, "val_pseudo_dice"] != early.loc[1, "val_pseudo_dice"]
+
+
+def test_labelfree_benchmark_seed_flag_is_not_read_as_seeds(tiny_phantom, tmp_path, capsys):
+    """--seed goes to train_labelfree.py (no prefix matching onto --seeds); with --seeds it is an error."""
+    from benchmarks.labelfree_bench import build_parser
+    from benchmarks.labelfree_bench import main as bench_main
+
+    args, passthrough = build_parser().parse_known_args(["--seed", "3"])
+    assert args.seeds == 1 and passthrough == ["--seed", "3"]
+    assert bench_main(["--data_path", str(tiny_phantom), "--out_dir", str(tmp_path), "--seeds", "2", "--seed", "3"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -402,6 +402,8 @@ class LabelFreePipeline:
                 previous = json.loads(path.read_text())
             except (OSError, ValueError):
                 previous = None
+            if isinstance(previous, dict):
+                previous.setdefault("pool_scale", 0.0)  # runs from before the snap existed had none
             if previous != fingerprint:
                 changed = sorted(k for k in fingerprint if previous is None or previous.get(k) != fingerprint[k])
                 raise UserError(
