@@ -138,9 +138,14 @@ def test_trainer_removes_temporaries_a_killed_run_left_anywhere_in_its_folder(tm
         path.write_text("half written")
     kept = run_dir / "metrics.csv"
     kept.write_text("epoch,step\n0,1\n")
+    # A subfolder the trainer does not write (a user's --run_dir may hold other work) is left alone.
+    foreign = run_dir / "other_job" / f"{TMP_PREFIX}in-progress.npz"
+    foreign.parent.mkdir()
+    foreign.write_text("being written by someone else")
     make_trainer(run_dir, monitor="val/dice", mode="max", epochs=1, logger="csv", progress_bar=False)
     assert not any(path.exists() for path in leftovers)
     assert kept.read_text() == "epoch,step\n0,1\n"
+    assert foreign.exists()
 
 
 def test_killed_prediction_reruns_to_identical_outputs(tiny_phantom, weak_checkpoint, tmp_path):

@@ -100,13 +100,14 @@ def torch_save(obj, path) -> Path:
     return Path(path)
 
 
-def remove_stale_temporaries(folder) -> int:
-    """Delete temporaries left by a killed writer under ``folder``; returns how many."""
+def remove_stale_temporaries(folder, recursive: bool = True) -> int:
+    """Delete temporaries left by a killed writer in ``folder`` (and its subfolders unless
+    ``recursive`` is False); returns how many."""
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     removed = 0
-    for tmp in folder.rglob(f"{TMP_PREFIX}*"):
+    for tmp in (folder.rglob if recursive else folder.glob)(f"{TMP_PREFIX}*"):
         if tmp.is_file():
             with contextlib.suppress(OSError):
                 tmp.unlink()

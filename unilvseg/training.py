@@ -141,7 +141,8 @@ def make_trainer(
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     # Temporaries left by a killed write (a checkpoint, metrics.csv, ...) are never valid output.
-    stale = remove_stale_temporaries(run_dir)
+    # Only the files this trainer writes: --run_dir may be a folder that holds other things.
+    stale = remove_stale_temporaries(run_dir, recursive=False) + remove_stale_temporaries(checkpoints)
     if stale:
         log.info("%s: removed %d temporary file(s) left by an interrupted run", run_dir, stale)
     best = ModelCheckpoint(
