@@ -167,7 +167,8 @@ def test_training_clips_are_labelled_only_where_qc_passed(tiny_run, tiny_phantom
 
 
 def test_trained_weights_do_not_depend_on_tracings(tiny_run, phantom_copy, tmp_path):
-    """Shifting every tracing coordinate changes the report, never the trained network.
+    """Shifting every tracing coordinate, and replacing FileList's EF, ESV and EDV, changes the
+    report, never the trained network: segmentation learns from pixels only.
 
     This run goes through ``train_weak.py --labels pseudo``; identical weights to the shared
     run (``train_labelfree.py``, original tracings) also show the two entry points agree.
@@ -180,6 +181,12 @@ def test_trained_weights_do_not_depend_on_tracings(tiny_run, phantom_copy, tmp_p
     for column in ("Y1", "Y2"):
         tracings[column] -= 7.0
     tracings.to_csv(phantom_copy / "VolumeTracings.csv", index=False)
+    file_list = pd.read_csv(phantom_copy / "FileList.csv")
+    rng = np.random.default_rng(7)
+    file_list["EF"] = rng.uniform(10, 80, len(file_list))
+    file_list["ESV"] = rng.uniform(20, 200, len(file_list))
+    file_list["EDV"] = file_list["ESV"] * rng.uniform(1.1, 3.0, len(file_list))
+    file_list.to_csv(phantom_copy / "FileList.csv", index=False)
     run_dir = tmp_path / "shifted"
     assert main_weak(["--labels", "pseudo", "--data_path", str(phantom_copy), "--run_dir", str(run_dir)] + TINY) == 0
     for stage_checkpoint in ("stages/early/checkpoints/best.ckpt", "checkpoints/final.ckpt"):

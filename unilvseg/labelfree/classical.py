@@ -231,12 +231,12 @@ def _fan_geometry(fan: np.ndarray) -> SectorGeometry:
     return SectorGeometry(fan, apex, axis_angle, max(radius, 1.0), half_angle, from_edges)
 
 
-def _robust_line(ys: np.ndarray, xs: np.ndarray, min_points: int = 6):
-    """x = a + b*y least squares, refitted once without points more than 1.5 px off."""
+def _robust_line(ys: np.ndarray, xs: np.ndarray, min_points: int = 6, tolerance: float = 1.5):
+    """x = a + b*y least squares, refitted once without points more than ``tolerance`` px off."""
     if len(ys) < min_points:
         return None
     b, a = np.polyfit(ys, xs, 1)
-    keep = np.abs(xs - (a + b * ys)) <= 1.5
+    keep = np.abs(xs - (a + b * ys)) <= tolerance
     if keep.sum() >= min_points:
         b, a = np.polyfit(ys[keep], xs[keep], 1)
     return float(a), float(b)
@@ -273,6 +273,18 @@ class WeakLabelParams:
     lv_area_frac: float = 0.1  # typical core area
     max_lv_extent: float = 0.8  # pools reaching further are cut here (atria lie beyond)
     prior_weight: float = 4.0  # second pass: reward overlap with the video's consensus LV
+    # The interventricular septum, found once per video as the bright ridge near the fan
+    # bisector in the time-averaged image, bounds the LV on the image's left: a thin or
+    # dropped-out septum otherwise joins the LV and RV into one pool. 0 turns it off.
+    septum_max_angle: float = 25.0  # search the ridge this many degrees either side of the bisector
+    septum_min_contrast: float = 1.15  # ridge / flanks brightness; below it no septum is trusted
+    # The mitral valve is open for about half of each beat, joining LV and LA. In the frames where
+    # it is closed the LV pool stands alone, so the LV's length there (lower quartile of the
+    # per-frame lengths) bounds every frame: systole shortens the LV by ~15 % (mitral annular
+    # excursion ~1.2-1.5 cm of an ~8-9 cm ventricle: 1.2 x), and these labels run ~10 % small at
+    # end-systole (measured on the phantom), so 1.2 / 0.9 = 1.33 x that length leaves ED intact
+    # while an atrium (LV + LA ~1.6-1.8 x the LV length) is still cut off. 0 turns it off.
+    valve_length_ratio: float = 1.33
     fill_holes: bool = True
     convex_hull: bool = False
 
@@ -459,6 +471,11 @@ def weak_lv_labels(frames: np.ndarray, sector: SectorGeometry | None = None, par
         raise UserError(f"sector mask {sector.mask.shape} does not match frames {gray.shape[1:]}")
     distance, angle = sector.polar()
     dark, weak = dark_pools(gray, sector, params)
+    septum = find_septum(gray, sector, params)
+    if septum is not None:
+        lv_side = lv_side_of_septum(gray.shape[1:], septum)
+        dark &= lv_side
+        weak &= lv_side
     if params.max_lv_extent:
         within = distance <= params.max_lv_extent * sector.radius
         dark &= within
@@ -487,11 +504,111 @@ def weak_lv_labels(frames: np.ndarray, sector: SectorGeometry | None = None, par
         chosen = _stack_morphology(chosen, 1, "dilate", 0) & (weak | chosen)
     if params.neck_ratio > 0:
         chosen = cut_at_neck(chosen, sector, params.neck_ratio)
+    if params.valve_length_ratio > 0:
+        chosen = cut_at_valve_plane(chosen, sector, params.valve_length_ratio)
     masks = refine_mask(chosen, sector, params=params, select=True)
     best = np.full(gray.shape[0], -np.inf)
     np.maximum.at(best, table["frame"], score)
-    info = {"sector": sector, "score": best, "prior": prior, "components": count}
+    info = {"sector": sector, "score": best, "prior": prior, "components": count, "septum": septum}
     return masks, info
+
+
+def find_septum(gray: np.ndarray, sector: SectorGeometry, params: WeakLabelParams | None = None):
+    """The interventricular septum of an A4C video as a line ``x = a + b * y``, or None.
+
+    The septum is the brightest tissue between the two ventricles and it stays put, so it is a
+    ridge of the time-averaged image (after local-mean normalisation, as in :func:`dark_pools`).
+    Each image row between 15 % and 55 % of the fan radius from the apex votes with the
+    brightest pixel within ``septum_max_angle`` of the bisector; a line is fitted robustly
+    through the votes. It is trusted only when the ridge is clearly brighter than the pixels
+    4-8 px either side of it (``septum_min_contrast``) and its direction stays within the
+    search wedge; otherwise None (the caller then does without it).
+    """
+    params = params or WeakLabelParams()
+    if params.septum_max_angle <= 0:
+        return None
+    gray = gray_stack(gray)
+    height, width = gray.shape[1:]
+    fan = sector.mask.astype(np.float32)
+    mean = ndimage.gaussian_filter(gray.mean(axis=0), 1.5) * fan
+    local = _wide_blur(mean[None], 14.0)[0] / np.maximum(_wide_blur(fan[None], 14.0)[0], 1e-3)
+    image = np.where(sector.mask, mean / np.maximum(local, 1e-3), 0.0)
+    distance, angle = sector.polar()
+    wedge = (
+        sector.mask
+        & (distance >= 0.15 * sector.radius)
+        & (distance <= 0.55 * sector.radius)
+        & (np.abs(angle) <= math.radians(params.septum_max_angle))
+    )
+    rows = np.flatnonzero(wedge.sum(axis=1) >= 5)
+    if len(rows) < 8:
+        return None
+    votes = np.where(wedge[rows], image[rows], -np.inf).argmax(axis=1).astype(np.float64)
+    line = _robust_line(rows.astype(np.float64), votes, min_points=8, tolerance=3.0)
+    if line is None:
+        return None
+    a, b = line
+    if abs(math.degrees(math.atan(b)) - math.degrees(sector.axis_angle)) > params.septum_max_angle:
+        return None
+    centre = np.clip(np.round(a + b * rows).astype(int), 0, width - 1)
+    ridge = image[rows, centre]
+    flank_values = []
+    for offset in (-8, -6, -4, 4, 6, 8):
+        column = np.clip(centre + offset, 0, width - 1)
+        flank_values.append(np.where(sector.mask[rows, column], image[rows, column], np.nan))
+    flanks = np.nanmean(np.stack(flank_values), axis=0)
+    contrast = np.nanmedian(ridge) / max(float(np.nanmedian(flanks)), 1e-3)
+    if not np.isfinite(contrast) or contrast < params.septum_min_contrast:
+        return None
+    return float(a), float(b)
+
+
+def lv_side_of_septum(shape: tuple[int, int], septum) -> np.ndarray:
+    """Bool (H, W): pixels on the image's right of the septum line (all True without one)."""
+    height, width = shape
+    if septum is None:
+        return np.ones(shape, bool)
+    a, b = septum
+    ys, xs = np.mgrid[0:height, 0:width]
+    return xs >= a + b * ys
+
+
+def cut_at_valve_plane(masks: np.ndarray, sector: SectorGeometry, length_ratio: float = 1.2, quantile: float = 0.25) -> np.ndarray:
+    """Cut every frame of a video's LV masks at ``length_ratio`` x the LV's closed-valve length.
+
+    Along the video's LV axis (fan apex -> time-averaged mask centroid) each frame has a near end
+    and a length. In frames where the mitral valve is closed the LV stands alone, so a low
+    quantile of the lengths is the LV's own (end-systolic) length; frames whose mask runs
+    further carry the left atrium through the open valve. Pixels beyond ``near + length_ratio x
+    that length`` go (a cut perpendicular to the LV axis: the mitral annulus plane).
+    """
+    stack = np.asarray(masks) > 0
+    present = stack.any(axis=(1, 2))
+    if length_ratio <= 0 or present.sum() < 4:
+        return stack
+    ax, ay = sector.apex
+    consensus = stack[present].mean(axis=0)
+    ys, xs = np.mgrid[0 : stack.shape[1], 0 : stack.shape[2]]
+    total = max(float(consensus.sum()), 1e-6)
+    cx, cy = float((consensus * xs).sum() / total) - ax, float((consensus * ys).sum() / total) - ay
+    norm = max(math.hypot(cx, cy), 1e-6)
+    along = ((xs - ax) * cx + (ys - ay) * cy) / norm  # (H, W) distance along the LV axis
+    across = ((xs - ax) * cy - (ys - ay) * cx) / norm
+    chosen = stack[present]
+    inside = np.where(chosen, along[None], np.nan)
+    lengths = np.nanmax(inside, axis=(1, 2)) - np.nanmin(inside, axis=(1, 2)) + 1
+    sideways = np.where(chosen, across[None], np.nan)
+    widths = np.nanmax(sideways, axis=(1, 2)) - np.nanmin(sideways, axis=(1, 2)) + 1
+    length = float(np.quantile(lengths, quantile))
+    short = lengths <= length
+    # Only trust the short frames as "the LV alone" when they are shaped like one: an A4C
+    # ventricle is longer than wide even when dilated (sphericity index <= ~0.8, i.e. length /
+    # width >= 1.25). A short, wide label is a wrong pick (e.g. near-field haze), not the LV.
+    if np.median(lengths[short] / widths[short]) < 1.25:
+        return stack
+    near = np.nanmin(inside, axis=(1, 2))
+    limit = float(np.median(near)) + length_ratio * length
+    return stack & (along <= limit)[None]
 
 
 def cut_at_neck(masks: np.ndarray, sector: SectorGeometry, neck_ratio: float = 0.75, min_fraction: float = 0.4) -> np.ndarray:
