@@ -234,6 +234,8 @@ def heart_period(curve: np.ndarray, fps: float = DEFAULT_FPS) -> float:
         return float("nan")
     t = np.arange(n, dtype=np.float64)
     x = curve - np.polyval(np.polyfit(t, curve, 1), t)
+    if not np.std(x) > 1e-6 * max(float(np.abs(curve).mean()), 1e-12):
+        return float("nan")  # a straight line (or constant): nothing beats
     # Sums over the overlapping parts x[:n-k] and x[k:] for every lag k, from cumulative sums.
     sums = np.concatenate([[0.0], np.cumsum(x)])
     squares = np.concatenate([[0.0], np.cumsum(x * x)])
