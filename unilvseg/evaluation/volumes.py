@@ -408,12 +408,35 @@ def volumes_from_masks(
     if masks.ndim != 3:
         raise ValueError(f"volumes_from_masks expects masks of shape (T, H, W), got {masks.shape}")
     rule = rule or (DEFAULT_ED_ES_RULE if beat_wise else EXTREMES)
-    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
     areas = np.count_nonzero(masks, axis=(1, 2)).astype(np.int64)
     volumes = method_of_disks_batch(masks, mm_per_pixel, disks)
-    start, stop = (0, len(masks)) if frame_range is None else frame_range
-    if not 0 <= start < stop <= len(masks):
-        raise ValueError(f"frame_range {frame_range} outside the {len(masks)} frames")
+    return ed_es_volumes(areas, volumes, rule, fps, frame_range)
+
+
+def volumes_by_rule(
+    masks: np.ndarray,
+    rules=ED_ES_RULES,
+    mm_per_pixel: float = DEFAULT_MM_PER_PIXEL,
+    disks: int = DEFAULT_DISKS,
+    fps: float | None = None,
+) -> dict[str, dict]:
+    """``volumes_from_masks`` under each rule of ``rules``, the volumes computed once."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"volumes_by_rule expects masks of shape (T, H, W), got {masks.shape}")
+    areas = np.count_nonzero(masks, axis=(1, 2)).astype(np.int64)
+    volumes = method_of_disks_batch(masks, mm_per_pixel, disks)
+    return {rule: ed_es_volumes(areas, volumes, rule, fps) for rule in rules}
+
+
+def ed_es_volumes(
+    areas: np.ndarray, volumes: np.ndarray, rule: str = DEFAULT_ED_ES_RULE, fps: float | None = None, frame_range: tuple[int, int] | None = None
+) -> dict:
+    """``volumes_from_masks``' result from per-frame LV areas (pixels) and volumes (mL)."""
+    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    start, stop = (0, len(areas)) if frame_range is None else frame_range
+    if not 0 <= start < stop <= len(areas):
+        raise ValueError(f"frame_range {frame_range} outside the {len(areas)} frames")
     choice = choose_ed_es(areas[start:stop], volumes[start:stop], rule, fps)
     beats = [(start + ed, start + es) for ed, es in choice.beats]
     # Heart rate: from the spacing of the beats' end-systoles where there are several (the
