@@ -419,12 +419,12 @@ def test_cli_plots_and_bad_flags(tmp_path, capsys):
     args = ["--data_dir", str(root), "--prediction_dir", str(pred_dir), "--output_dir", str(out), "--samples", "100"]
     assert main(args + ["--plots", "--ci", "0.8"]) == 0
     assert "test dice (overall):" in capsys.readouterr().out
-    for name in ("test_dice_histogram.png", "test_ef_scatter.png"):
+    for name in ("test_dice_histogram.png", "test_ef_scatter.png", "test_ef_bland_altman.png"):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape[0] > 100
     saved = json.loads((out / "summary.json").read_text())
     assert saved["ci"] == 0.8 and saved["percentiles"] == pytest.approx([10.0, 90.0])
-    assert saved["plots"] == ["test_dice_histogram.png", "test_ef_scatter.png"]
+    assert saved["plots"] == ["test_dice_histogram.png", "test_ef_scatter.png", "test_ef_bland_altman.png"]
     assert not list(out.glob(".tmp-*"))
 
     assert main(args + ["--ci", "1.5"]) == 2

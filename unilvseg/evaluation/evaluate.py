@@ -368,6 +368,7 @@ def evaluate_predictions(
         written = [dice_histograms(dice_table, output_dir / f"{split}_dice_histogram.png", split)]
         if ef_pairs is not None:
             written.append(ef_scatter(*ef_pairs, output_dir / f"{split}_ef_scatter.png", split, mae=summary["ef"]["mae"]))
+            written.append(_ef_bland_altman(ef_pairs, output_dir / f"{split}_ef_bland_altman.png", split))
         summary["plots"] = [p.name for p in written]
 
     write_text("\n".join(lines) + "\n", output_dir / "log.csv")
@@ -436,6 +437,12 @@ def _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, c
         *agreement_table_lines(agreement, label),
     ]
     return lines, block, (scored["ReferenceEF"].to_numpy(), scored["PredictedEF"].to_numpy())
+
+
+def _ef_bland_altman(ef_pairs, path, split):
+    from unilvseg.evaluation.plots import bland_altman
+
+    return bland_altman([(f"{split} EF", *ef_pairs)], path, title="EF from predicted masks vs FileList EF")
 
 
 def _json_safe(value):
