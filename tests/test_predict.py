@@ -485,3 +485,21 @@ def test_ed_es_rule_flag_is_recorded_and_guarded(tiny_phantom, weak_checkpoint, 
     pd.read_csv(part).drop(columns=["EFSD", "Beats", "EFRule", "BeatEFs", "BeatFrames"]).to_csv(part, index=False)
     assert run_predict(*base, "--ed_es_rule", "extremes") == 0
     assert pd.read_csv(save / "volumes.csv").iloc[0].EF == pytest.approx(row.EF, abs=1e-3)
+
+
+def test_prediction_folder_feeds_ef_agreement_and_evaluation(tiny_phantom, weak_checkpoint, tmp_path):
+    """predict.py's folder is what benchmarks.ef_agreement --prediction_dir and the EF part of
+    evaluate_bootstrap.py read: the same EF for every video, traced or not."""
+    from benchmarks.ef_agreement import main as ef_agreement
+    from unilvseg.evaluation.evaluate import evaluate_predictions
+
+    save = tmp_path / "pred"
+    assert run_predict("--data_path", tiny_phantom, "--split", "all", "--checkpoint", weak_checkpoint, "--save_dir", save) == 0
+    assert ef_agreement(["--data_path", str(tiny_phantom), "--prediction_dir", str(save), "--out", str(tmp_path), "--tag", "p", "--samples", "50"]) == 0
+    scored = pd.read_csv(tmp_path / "ef_agreement-p.csv")
+    written = pd.read_csv(save / "volumes.csv").set_index("FileName")
+    beats = scored[scored.Rule == "beats"].set_index("FileName")
+    assert set(beats.index) == set(written.index) == {r.file_name for r in load_index(tiny_phantom, require_tracings=False).records}
+    np.testing.assert_allclose(beats.EF, written.EF.reindex(beats.index), atol=1e-3, equal_nan=True)
+    summary = evaluate_predictions(tiny_phantom, save, tmp_path / "eval", split="all", samples=50)
+    assert summary["ef"]["n_videos"] + summary["ef"]["n_missing"] == len(written)
