@@ -183,3 +183,24 @@ def test_phantom_dense_truth_ef_within_3_points_of_filelist(tmp_path_factory):
                 used.append(result["rule"])
     # The beat finder itself (not its fallback) scored most of these 90-220-frame videos.
     assert used.count("beats") >= 0.7 * len(used), used
+
+
+def test_a_dip_in_diastasis_is_not_a_beat():
+    """Real masks wobble in diastasis. A dip of 15 % of the beat's amplitude there made the
+    earlier rule (volume_peaks) count each wiggle as a beat of EF 8 % and report one of them;
+    the beat finder keeps the five real beats."""
+    from unilvseg.evaluation.volumes import ed_es_volumes
+
+    fps, length = 50.0, 0.85
+    ed_times = 0.3 + length * np.arange(5)
+    areas, expected = area_curve(ed_times, 220, fps=fps)
+    phase = ((np.arange(220) / fps - 0.3) / length) % 1.0
+    dip = -0.15 * np.ptp(areas) * np.exp(-0.5 * ((phase - 0.72) / 0.04) ** 2)
+    wobbly = areas + dip
+    volumes = (wobbly / 1500.0) ** 1.5  # volume grows as area^1.5 for similar shapes
+    true_ef = 100 * (1 - (areas.min() / areas.max()) ** 1.5)
+    beats = ed_es_volumes(wobbly, volumes, "beats", fps)
+    assert_beats_match(beats["beat_frames"], expected, tolerance=1)
+    assert beats["ef"] == pytest.approx(true_ef, abs=0.5)
+    old = ed_es_volumes(wobbly, volumes, "volume_peaks", fps)
+    assert len(old["beat_frames"]) == 2 * len(expected) and old["ef"] < true_ef - 30
