@@ -167,13 +167,14 @@ DEFAULT_ED_ES_RULE = BEATS
 #: EchoNet-Dynamic's frame rate, assumed when a video's FPS is unknown.
 DEFAULT_FPS = 50.0
 
-# The constants below come from physiology, not from fitting any data set.
+# The constants below come from physiology or from the rule of thumb stated with each; none was
+# fitted to data.
 #: Plausible heart rates: 30-200 bpm, i.e. one beat lasts 0.3-2 s.
 MIN_HEART_RATE_BPM = 30.0
 MAX_HEART_RATE_BPM = 200.0
 #: Smallest fractional LV area change of a beat. Volume grows about as area^1.5, so an EF of
 #: 7 % (about the lowest a contracting ventricle is reported with) is an area change of
-#: 1 - 0.93^(2/3) = 4.7 %; anything smaller is mask noise, not a beat.
+#: 1 - 0.93^(2/3) = 4.7 % (rounded down to leave a margin); anything smaller is mask noise.
 MIN_BEAT_AREA_CHANGE = 0.045
 #: Fastest plausible area change: a 60 % area fall (EF about 75 %) within the shortest systole
 #: (about 0.15 s at 200 bpm) is 4 area-fractions per second.
