@@ -181,20 +181,29 @@ def test_method_of_disks_matches_ellipsoid(a, b, angle):
 
 
 def test_volumes_from_masks_ed_es_and_scale_free_ef():
-    radii = [(20, 10), (24, 12), (15, 7), (18, 9)]
-    masks = np.stack([_ellipse(a, b, 10) for a, b in radii] + [np.zeros((112, 112), np.uint8)])
-    result = volumes_from_masks(masks)
-    assert result["ed_frame"] == 1 and result["es_frame"] == 2  # the empty frame is not ES
+    # Radii change by at most ~5 % a frame (a heart at 50 fps), largest at frame 4, smallest at
+    # frame 13, then an empty frame that must not be taken for ES.
+    knots = [(0, 20, 10), (4, 24, 12), (13, 15, 7), (18, 18, 9)]
+    frames = np.arange(19)
+    a = np.interp(frames, [k[0] for k in knots], [k[1] for k in knots])
+    b = np.interp(frames, [k[0] for k in knots], [k[2] for k in knots])
+    masks = np.stack([_ellipse(ai, bi, 10) for ai, bi in zip(a, b)] + [np.zeros((112, 112), np.uint8)])
+    result = volumes_from_masks(masks, rule="extremes")
+    assert result["ed_frame"] == 4 and result["es_frame"] == 13  # the empty frame is not ES
+    assert result["rule"] == "extremes"
     np.testing.assert_array_equal(result["areas"], masks.sum(axis=(1, 2)))
     np.testing.assert_allclose(result["volumes"], [method_of_disks(m) for m in masks])
     assert result["ef"] == pytest.approx(100 * (result["edv"] - result["esv"]) / result["edv"])
     analytic_ef = 100 * (1 - (15 * 7 * 7) / (24 * 12 * 12))
     assert result["ef"] == pytest.approx(analytic_ef, abs=3)
-    rescaled = volumes_from_masks(masks, mm_per_pixel=0.7)
+    rescaled = volumes_from_masks(masks, mm_per_pixel=0.7, rule="extremes")
     assert rescaled["ef"] == pytest.approx(result["ef"], rel=1e-9)
     assert rescaled["edv"] == pytest.approx(result["edv"] / 8, rel=1e-9)
-    beat = volumes_from_masks(masks, frame_range=(2, 4))
-    assert (beat["ed_frame"], beat["es_frame"]) == (3, 2)
+    beat = volumes_from_masks(masks, frame_range=(13, 19), rule="extremes")
+    assert (beat["ed_frame"], beat["es_frame"]) == (18, 13)
+    # 19 frames hold no complete beat: the default rule falls back to the extremes and says so.
+    default = volumes_from_masks(masks)
+    assert (default["ed_frame"], default["es_frame"]) == (4, 13) and default["rule"].startswith("extremes (fallback")
     empty = volumes_from_masks(np.zeros((3, 8, 8), np.uint8))
     assert np.isnan(empty["ef"]) and empty["ed_frame"] == -1
     np.testing.assert_array_equal(method_of_disks_batch(np.zeros((2, 5, 5))), [0.0, 0.0])
@@ -410,12 +419,12 @@ def test_cli_plots_and_bad_flags(tmp_path, capsys):
     args = ["--data_dir", str(root), "--prediction_dir", str(pred_dir), "--output_dir", str(out), "--samples", "100"]
     assert main(args + ["--plots", "--ci", "0.8"]) == 0
     assert "test dice (overall):" in capsys.readouterr().out
-    for name in ("test_dice_histogram.png", "test_ef_scatter.png"):
+    for name in ("test_dice_histogram.png", "test_ef_scatter.png", "test_ef_bland_altman.png"):
         image = cv2.imread(str(out / name))
         assert image is not None and image.shape[0] > 100
     saved = json.loads((out / "summary.json").read_text())
     assert saved["ci"] == 0.8 and saved["percentiles"] == pytest.approx([10.0, 90.0])
-    assert saved["plots"] == ["test_dice_histogram.png", "test_ef_scatter.png"]
+    assert saved["plots"] == ["test_dice_histogram.png", "test_ef_scatter.png", "test_ef_bland_altman.png"]
     assert not list(out.glob(".tmp-*"))
 
     assert main(args + ["--ci", "1.5"]) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -243,7 +244,9 @@ def test_predict_writes_every_output(tiny_phantom, weak_checkpoint, tmp_path):
     size = pd.read_csv(save / "size.csv", keep_default_na=False, dtype={"Traced": str})
     volumes = pd.read_csv(save / "volumes.csv")
     assert list(size.columns) == ["FileName", "Frame", "Area", "Traced"]
-    assert list(volumes.columns) == ["FileName", "EDV", "ESV", "EF", "EDFrame", "ESFrame"]
+    assert list(volumes.columns) == [
+        "FileName", "EDV", "ESV", "EF", "EDFrame", "ESFrame", "EFSD", "Beats", "EFRule", "BeatEFs", "BeatFrames",
+    ]
     total = 0
     for record in index.records:
         video = read_video(record.path)
@@ -263,8 +266,9 @@ def test_predict_writes_every_output(tiny_phantom, weak_checkpoint, tmp_path):
         overlay = read_video(save / "overlays" / f"{record.file_name}.avi")
         assert overlay.shape == video.shape
         row = volumes[volumes.FileName == record.file_name].iloc[0]
-        expected = volumes_from_masks(masks)  # the evaluation module's definition of ED/ES/EF
+        expected = volumes_from_masks(masks, fps=record.fps)  # the evaluation module's definition of ED/ES/EF
         assert (int(row.EDFrame), int(row.ESFrame)) == (expected["ed_frame"], expected["es_frame"])
+        assert row.EFRule == expected["rule"] and int(row.Beats) == expected["beats"]
         np.testing.assert_allclose([row.EDV, row.ESV, row.EF], [expected["edv"], expected["esv"], expected["ef"]], atol=1e-3)
     assert len(size) == total
     assert len(volumes) == len(index.records)
@@ -461,3 +465,41 @@ def test_default_precision_is_float32_on_cpu_and_bf16_only_where_native(monkeypa
     from unilvseg.evaluation.inference import default_batch_size
 
     assert default_batch_size("cpu") == 1 and default_batch_size("cuda") == 8
+
+
+def test_ed_es_rule_flag_is_recorded_and_guarded(tiny_phantom, weak_checkpoint, tmp_path):
+    save = tmp_path / "out"
+    base = ["--data_path", tiny_phantom, "--split", "val", "--checkpoint", weak_checkpoint, "--save_dir", save]
+    assert run_predict(*base, "--ed_es_rule", "extremes") == 0
+    (record,) = load_index(tiny_phantom, split="val", require_tracings=False).records
+    with np.load(save / "masks" / f"{record.file_name}.npz") as stored:
+        masks = stored["masks"]
+    row = pd.read_csv(save / "volumes.csv").iloc[0]
+    expected = volumes_from_masks(masks, rule="extremes", fps=record.fps)
+    assert row.EFRule == "extremes" and (int(row.EDFrame), int(row.ESFrame)) == (expected["ed_frame"], expected["es_frame"])
+    assert json.loads((save / "run.json").read_text())["ed_es_rule"] == "extremes"
+    # Another rule on the same folder changes the outputs: refused without --overwrite.
+    assert run_predict(*base) == 2
+    # A part written before the beat columns existed (an older run) still assembles.
+    part = save / "parts" / f"{record.file_name}.csv"
+    pd.read_csv(part).drop(columns=["EFSD", "Beats", "EFRule", "BeatEFs", "BeatFrames"]).to_csv(part, index=False)
+    assert run_predict(*base, "--ed_es_rule", "extremes") == 0
+    assert pd.read_csv(save / "volumes.csv").iloc[0].EF == pytest.approx(row.EF, abs=1e-3)
+
+
+def test_prediction_folder_feeds_ef_agreement_and_evaluation(tiny_phantom, weak_checkpoint, tmp_path):
+    """predict.py's folder is what benchmarks.ef_agreement --prediction_dir and the EF part of
+    evaluate_bootstrap.py read: the same EF for every video, traced or not."""
+    from benchmarks.ef_agreement import main as ef_agreement
+    from unilvseg.evaluation.evaluate import evaluate_predictions
+
+    save = tmp_path / "pred"
+    assert run_predict("--data_path", tiny_phantom, "--split", "all", "--checkpoint", weak_checkpoint, "--save_dir", save) == 0
+    assert ef_agreement(["--data_path", str(tiny_phantom), "--prediction_dir", str(save), "--out", str(tmp_path), "--tag", "p", "--samples", "50"]) == 0
+    scored = pd.read_csv(tmp_path / "ef_agreement-p.csv")
+    written = pd.read_csv(save / "volumes.csv").set_index("FileName")
+    beats = scored[scored.Rule == "beats"].set_index("FileName")
+    assert set(beats.index) == set(written.index) == {r.file_name for r in load_index(tiny_phantom, require_tracings=False).records}
+    np.testing.assert_allclose(beats.EF, written.EF.reindex(beats.index), atol=1e-3, equal_nan=True)
+    summary = evaluate_predictions(tiny_phantom, save, tmp_path / "eval", split="all", samples=50)
+    assert summary["ef"]["n_videos"] + summary["ef"]["n_missing"] == len(written)

@@ -13,8 +13,9 @@ Outputs under ``--save_dir S`` (every file written atomically):
 * ``S/masks/<FileName>.npz``: key ``masks``, uint8 (frames, H, W), LV = 1, at the video's own size;
 * ``S/<FileName>_<frame>_<ED|ES>.png``: 0/255 masks of the traced frames (EchoNet folders only);
 * ``S/size.csv``: FileName, Frame, Area (LV pixels), Traced (ED, ES or empty), one row per frame;
-* ``S/volumes.csv``: FileName, EDV, ESV, EF, EDFrame, ESFrame from the masks (method of disks,
-  ``volumes_from_masks``: the beat with the median EF);
+* ``S/volumes.csv``: FileName, EDV, ESV, EF, EDFrame, ESFrame, EFSD, Beats, EFRule, BeatEFs,
+  BeatFrames from the masks (method of disks, ``volumes_from_masks`` with ``--ed_es_rule``:
+  by default the mean over the complete beats, EFRule naming the rule or its fallback);
 * ``S/overlays/<FileName>.avi|gif`` with ``--overlay``;
 * ``S/parts/<FileName>.csv``: each video's rows, from which size.csv and volumes.csv are rebuilt
   at the end of every run, so a killed run never leaves them half-written or out of step;
@@ -39,14 +40,15 @@ import numpy as np
 
 from unilvseg.errors import DataError, UserError
 from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
+from unilvseg.evaluation.volumes import DEFAULT_ED_ES_RULE, ED_ES_RULES, VOLUME_FIELDS
 
 log = logging.getLogger("unilvseg")
 
 SIZE_COLUMNS = ["FileName", "Frame", "Area", "Traced"]
-VOLUME_COLUMNS = ["FileName", "EDV", "ESV", "EF", "EDFrame", "ESFrame"]
+VOLUME_COLUMNS = ["FileName", *VOLUME_FIELDS]
 PART_COLUMNS = SIZE_COLUMNS + VOLUME_COLUMNS[1:]
 # Settings that change the contents of the outputs: a save folder holds one combination.
-GUARDED_SETTINGS = ("checkpoint", "stride", "threshold", "mean", "std", "mm_per_pixel", "size")
+GUARDED_SETTINGS = ("checkpoint", "stride", "threshold", "mean", "std", "mm_per_pixel", "size", "ed_es_rule")
 DEFAULT_TRAINING_SIZE = (112, 112)
 
 
@@ -69,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
             "(--mm_per_pixel): EchoNet-Dynamic's 112x112 videos carry no physical pixel size, so EDV/ESV "
             "are only roughly scaled mL; EF is a ratio of volumes and does not depend on the spacing. "
             "The spacing applies to the pixels of each video at its own size. EDFrame/ESFrame/EF come from "
-            "unilvseg.evaluation.volumes.volumes_from_masks (beat-wise: the beat with the median EF)."
+            "unilvseg.evaluation.volumes.volumes_from_masks with --ed_es_rule (default beats: the mean EF of the "
+            "complete beats, with EFSD, Beats, BeatEFs and BeatFrames; EFRule names the rule or its fallback)."
         ),
     )
     source = parser.add_argument_group("videos (one of; default: the built-in phantom)")
@@ -95,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("--std", type=float, nargs=3, default=None, help="per-channel std of [0,1] pixels (default: the checkpoint's, else EchoNet's)")
     inference.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input size (default: the checkpoint's, else 112 112); other videos are resized to it and back")
     inference.add_argument("--mm_per_pixel", type=float, default=mm_per_pixel, help=f"pixel spacing for volumes (default {mm_per_pixel}, nominal; see below)")
+    inference.add_argument("--ed_es_rule", default=DEFAULT_ED_ES_RULE, choices=ED_ES_RULES,
+                           help="how ED/ES frames are chosen for EF: beats (default; every complete heartbeat, EF = their mean), "
+                           "extremes (largest/smallest volume of the video), volume_peaks (the earlier beat-wise rule)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -113,6 +119,7 @@ class Settings:
     size: tuple[int, int]
     overlay_format: str | None
     amp: bool | None = None  # bf16 autocast: None = where bf16 is fast (unilvseg.hardware)
+    ed_es_rule: str = DEFAULT_ED_ES_RULE
 
     def guarded(self) -> dict:
         values = {name: getattr(self, name) for name in GUARDED_SETTINGS}
@@ -198,13 +205,13 @@ def traced_pngs(layout: Layout, record, n_frames: int) -> dict[Path, int]:
     return paths
 
 
-def video_rows(record, masks: np.ndarray, mm_per_pixel: float):
+def video_rows(record, masks: np.ndarray, mm_per_pixel: float, ed_es_rule: str = DEFAULT_ED_ES_RULE, fps: float | None = None):
     """The per-video part: one row per frame (size.csv columns + the video's volumes)."""
     import pandas as pd
 
-    from unilvseg.evaluation.volumes import volumes_from_masks
+    from unilvseg.evaluation.volumes import volume_fields, volumes_from_masks
 
-    volumes = volumes_from_masks(masks, mm_per_pixel=mm_per_pixel)
+    volumes = volumes_from_masks(masks, mm_per_pixel=mm_per_pixel, rule=ed_es_rule, fps=fps)
     traced = np.full(len(masks), "", dtype=object)
     for phase, frame in record.traced_frames.items():
         if 0 <= frame < len(masks):
@@ -215,11 +222,7 @@ def video_rows(record, masks: np.ndarray, mm_per_pixel: float):
             "Frame": np.arange(len(masks)),
             "Area": np.count_nonzero(masks, axis=(1, 2)),
             "Traced": traced,
-            "EDV": volumes["edv"],
-            "ESV": volumes["esv"],
-            "EF": volumes["ef"],
-            "EDFrame": volumes["ed_frame"],
-            "ESFrame": volumes["es_frame"],
+            **volume_fields(volumes),
         },
         columns=PART_COLUMNS,
     )
@@ -230,7 +233,7 @@ def read_part(path: Path):
 
     return pd.read_csv(
         path,
-        dtype={"FileName": str, "Traced": str},
+        dtype={"FileName": str, "Traced": str, "EFRule": str, "BeatEFs": str, "BeatFrames": str},
         keep_default_na=False,  # file names such as "NA" stay names; empty Traced stays ""
         na_values={name: ["", "nan", "NaN"] for name in VOLUME_COLUMNS[1:]},
     )
@@ -250,7 +253,8 @@ def assemble_tables(layout: Layout) -> tuple[int, int]:
             parts.append(read_part(path))
         except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
             log.warning("%s: unreadable part (%s); that video is left out of size.csv/volumes.csv", path, error)
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PART_COLUMNS)
+    # reindex: parts written before a column existed (an older run continued) get it empty.
+    table = pd.concat(parts, ignore_index=True).reindex(columns=PART_COLUMNS) if parts else pd.DataFrame(columns=PART_COLUMNS)
     table = table.sort_values(["FileName", "Frame"], kind="stable")
     write_csv(table[SIZE_COLUMNS], layout.root / "size.csv")
     volumes = table.drop_duplicates("FileName")[VOLUME_COLUMNS]
@@ -280,6 +284,12 @@ def video_fps(record) -> float:
     finally:
         capture.release()
     return float(fps) if fps and np.isfinite(fps) and fps > 0 else 50.0
+
+
+def _file_fps(path) -> float:
+    from unilvseg.data.index import VideoRecord
+
+    return video_fps(VideoRecord(file_name=Path(path).stem, path=Path(path), split="external"))
 
 
 def write_video_outputs(layout: Layout, record, masks: np.ndarray, frames: np.ndarray | None, settings: Settings, only_missing: bool) -> list[str]:
@@ -314,7 +324,8 @@ def write_video_outputs(layout: Layout, record, masks: np.ndarray, frames: np.nd
         save_npz(layout.masks(record.file_name), masks=masks.astype(np.uint8))
         written.append("masks")
     if not (only_missing and layout.part(record.file_name).is_file()):
-        write_csv(video_rows(record, masks, settings.mm_per_pixel), layout.part(record.file_name), float_format="%.6g")
+        rows = video_rows(record, masks, settings.mm_per_pixel, settings.ed_es_rule, video_fps(record))
+        write_csv(rows, layout.part(record.file_name), float_format="%.6g")
         written.append("part")
     return written
 
@@ -358,6 +369,7 @@ def _make_settings(args, hparams, device=None) -> Settings:
         size=(int(size[0]), int(size[1])),
         overlay_format=args.overlay_format if args.overlay else None,
         amp={"auto": None, "on": True, "off": False}[args.amp],
+        ed_es_rule=getattr(args, "ed_es_rule", DEFAULT_ED_ES_RULE),
     )
 
 
@@ -497,7 +509,7 @@ def predict_one_file(args, network, settings: Settings, device) -> int:
     frames = read_video(args.video_path)
     started = time.perf_counter()
     masks = segment(network, frames, settings, device)
-    volumes = volumes_from_masks(masks, mm_per_pixel=settings.mm_per_pixel)
+    volumes = volumes_from_masks(masks, mm_per_pixel=settings.mm_per_pixel, rule=settings.ed_es_rule, fps=_file_fps(args.video_path))
     save_path = Path(args.save_path)
     save_npz(
         save_path,
@@ -508,6 +520,7 @@ def predict_one_file(args, network, settings: Settings, device) -> int:
         ef=np.float64(volumes["ef"]),
         ed_frame=np.int64(volumes["ed_frame"]),
         es_frame=np.int64(volumes["es_frame"]),
+        ef_rule=np.str_(volumes["rule"]),
     )
     log.info(
         "%s: %d frames in %.2f s; EF %.1f %% (EDV %.1f mL, ESV %.1f mL, ED frame %d, ES frame %d) -> %s",

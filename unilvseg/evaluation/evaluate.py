@@ -339,31 +339,13 @@ def evaluate_predictions(
         interval = intervals[key]
         lines.append(f"{split} dice ({name}): {interval.estimate:.4f} ({interval.low:.4f} - {interval.high:.4f})")
 
-    volumes = _read_volumes(prediction_dir)
     ef_pairs = None
-    if volumes is not None:
-        reference_ef = np.array([np.nan if r.ef is None else r.ef for r in kept], dtype=np.float64)
-        predicted_ef = volumes["EF"].reindex([r.file_name for r in kept]).to_numpy(np.float64)
-        usable = np.isfinite(reference_ef) & np.isfinite(predicted_ef)
-        if usable.any():
-            ef_pairs = (reference_ef[usable], predicted_ef[usable])
-            agreement = ef_agreement(predicted_ef[usable], reference_ef[usable])
-            mae = bootstrap_mean(np.abs(predicted_ef[usable] - reference_ef[usable]), samples=samples, rng=rng, ci=ci, convention=convention)
-            summary["ef"] = {
-                **agreement,
-                "low": mae.low,
-                "high": mae.high,
-                "n_videos": int(usable.sum()),
-                # Evaluated videos without a finite predicted EF (absent from volumes.csv or NaN) or reference EF.
-                "n_missing": int((~usable).sum()),
-            }
-            lines.append(
-                f"{split} ef mae: {mae.estimate:.2f} ({mae.low:.2f} - {mae.high:.2f}), r2 {agreement['r2']:.3f}, "
-                f"rmse {agreement['rmse']:.2f}, bias {agreement['bias']:+.2f}, n={int(usable.sum())}"
-                + (f" ({int((~usable).sum())} without EF)" if (~usable).any() else "")
-            )
-        else:
-            lines.append(f"{split} ef: no evaluated video has both a predicted EF (volumes.csv) and a reference EF")
+    ef_block = _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, ci, convention, label)
+    if ef_block is not None:
+        ef_lines, ef_summary, ef_pairs = ef_block
+        lines += ef_lines
+        if ef_summary is not None:
+            summary["ef"] = ef_summary
 
     all_frames = _all_frames(kept, data_dir, prediction_dir)
     if all_frames is not None:
@@ -386,6 +368,7 @@ def evaluate_predictions(
         written = [dice_histograms(dice_table, output_dir / f"{split}_dice_histogram.png", split)]
         if ef_pairs is not None:
             written.append(ef_scatter(*ef_pairs, output_dir / f"{split}_ef_scatter.png", split, mae=summary["ef"]["mae"]))
+            written.append(_ef_bland_altman(ef_pairs, output_dir / f"{split}_ef_bland_altman.png", split))
         summary["plots"] = [p.name for p in written]
 
     write_text("\n".join(lines) + "\n", output_dir / "log.csv")
@@ -393,6 +376,73 @@ def evaluate_predictions(
     # Returned for the CLI to print; not part of summary.json.
     summary["log_lines"] = lines
     return summary
+
+
+def _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, ci, convention, label):
+    """EF agreement on every predicted video of the split that has a FileList EF, traced or not.
+
+    The predicted EF is volumes.csv's (predict.py's ``--ed_es_rule``). Writes
+    ``<split>_ef.csv`` (one row per video) and returns (log lines, the summary.json block, the
+    (reference, predicted) pairs for the scatter plot), or None without volumes.csv.
+    """
+    from unilvseg.data.index import load_index
+    from unilvseg.evaluation.ef_agreement import agreement_table_lines, ef_agreement_intervals
+
+    volumes = _read_volumes(prediction_dir)
+    if volumes is None:
+        return None
+    records = load_index(data_dir, split=split, require_tracings=False).records
+    table = pd.DataFrame(
+        {
+            "FileName": [r.file_name for r in records],
+            "Traced": [r.traced for r in records],
+            "ReferenceEF": [np.nan if r.ef is None else r.ef for r in records],
+        }
+    )
+    table["PredictedEF"] = volumes["EF"].reindex(table["FileName"]).to_numpy(np.float64)
+    for column in ("EFRule", "Beats", "EFSD"):
+        if column in volumes.columns:
+            table[column] = volumes[column].reindex(table["FileName"]).to_numpy()
+    table["Error"] = table["PredictedEF"] - table["ReferenceEF"]
+    predicted = table["FileName"].isin(volumes.index)
+    usable = np.isfinite(table["ReferenceEF"]) & np.isfinite(table["PredictedEF"])
+    write_csv(table[predicted], output_dir / f"{split}_ef.csv")
+    if not usable.any():
+        return [f"{split} ef: no predicted video of the split has both a finite EF in volumes.csv and a FileList EF"], None, None
+    scored = table[usable]
+    agreement = ef_agreement_intervals(
+        scored["PredictedEF"], scored["ReferenceEF"], samples=samples, rng=rng, ci=ci, convention=convention
+    )
+    missing = int((predicted & ~usable).sum())
+    block = {
+        "scope": "every predicted video of the split with a FileList EF, traced or not",
+        "source": "volumes.csv EF (predict.py --ed_es_rule) vs FileList.csv EF",
+        **agreement,
+        # Names kept from before: mae with its interval as low/high, n_videos, n_missing.
+        "low": agreement["mae_low"],
+        "high": agreement["mae_high"],
+        "n_videos": int(usable.sum()),
+        "n_traced": int(scored["Traced"].sum()),
+        "n_missing": missing,
+    }
+    if "EFRule" in scored.columns:
+        block["rules"] = {str(k): int(v) for k, v in scored["EFRule"].fillna("unknown").value_counts().items()}
+    lines = [
+        f"# EF: volumes.csv vs FileList EF on every predicted {split} video with a reference EF "
+        f"({block['n_videos']} videos, {block['n_traced']} of them traced)",
+        f"{split} ef mae: {agreement['mae']:.2f} ({agreement['mae_low']:.2f} - {agreement['mae_high']:.2f}), "
+        f"bias {agreement['bias']:+.2f} ({agreement['bias_low']:+.2f} - {agreement['bias_high']:+.2f}), "
+        f"r {agreement['r']:.3f} ({agreement['r_low']:.3f} - {agreement['r_high']:.3f}), r2 {agreement['r2']:.3f}, "
+        f"rmse {agreement['rmse']:.2f}, n={block['n_videos']}" + (f" ({missing} predicted without EF)" if missing else ""),
+        *agreement_table_lines(agreement, label),
+    ]
+    return lines, block, (scored["ReferenceEF"].to_numpy(), scored["PredictedEF"].to_numpy())
+
+
+def _ef_bland_altman(ef_pairs, path, split):
+    from unilvseg.evaluation.plots import bland_altman
+
+    return bland_altman([(f"{split} EF", *ef_pairs)], path, title="EF from predicted masks vs FileList EF")
 
 
 def _json_safe(value):

@@ -59,3 +59,33 @@ def ef_scatter(reference_ef, predicted_ef, path, split: str = "test", mae: float
         title += f", MAE {mae:.2f}"
     ax.set_title(title)
     return _save(figure, path)
+
+
+def bland_altman(panels, path, title: str = "") -> Path:
+    """Bland-Altman plots side by side: ``panels`` is a list of ``(name, reference_ef,
+    predicted_ef)``; each shows the difference (predicted - reference) against the mean of the
+    two, with the bias and the limits of agreement (bias ± 1.96 SD of the differences)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.0 * len(panels), 3.6))
+    axes = np.atleast_1d(figure.subplots(1, len(panels), sharey=True, squeeze=False)[0])
+    for ax, (name, reference, predicted) in zip(axes, panels):
+        reference = np.asarray(reference, dtype=np.float64)
+        predicted = np.asarray(predicted, dtype=np.float64)
+        keep = np.isfinite(reference) & np.isfinite(predicted)
+        mean, difference = (reference[keep] + predicted[keep]) / 2, predicted[keep] - reference[keep]
+        ax.scatter(mean, difference, s=12, alpha=0.7, color="tab:blue")
+        ax.axhline(0.0, color="gray", linewidth=0.8)
+        if difference.size:
+            bias = float(difference.mean())
+            sd = float(difference.std(ddof=1)) if difference.size > 1 else 0.0
+            ax.axhline(bias, color="tab:red", linewidth=1, label=f"bias {bias:+.1f}")
+            for limit in (bias - 1.96 * sd, bias + 1.96 * sd):
+                ax.axhline(limit, color="tab:red", linewidth=1, linestyle="--")
+            ax.legend(loc="upper right", fontsize=8, title=f"LoA {bias - 1.96 * sd:+.1f} to {bias + 1.96 * sd:+.1f}", title_fontsize=8)
+        ax.set_title(f"{name} (n={difference.size}, MAE {np.abs(difference).mean() if difference.size else float('nan'):.1f})", fontsize=9)
+        ax.set_xlabel("mean of EFs (%)")
+    axes[0].set_ylabel("EF from masks - reference EF (points)")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return _save(figure, path)

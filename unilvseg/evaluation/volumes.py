@@ -12,13 +12,27 @@ Pixel spacing: EchoNet-Dynamic videos are resampled to 112x112 and lose their ph
 size, so volumes use a nominal ``mm_per_pixel = 1.4`` and are only roughly scaled (mL). EF is a
 ratio of volumes and does not depend on the spacing at all.
 
-ED/ES from a mask sequence: ED = frame with the largest LV area, ES = smallest non-empty area,
-searched over the whole video or over ``frame_range`` (e.g. one beat). This is deliberately
-simple: over several beats it takes the global extremes, which is what EchoNet's per-video
-tracings approximate (one ED and one ES per video); a beat-by-beat EF average is not attempted.
+ED/ES from a mask sequence: one of the named rules in ``ED_ES_RULES`` (see ``choose_ed_es``):
+
+* ``beats`` (default): every complete heartbeat is found on the LV *area* curve, with a
+  smoothing scale and a beat spacing that follow the video's own heart period (autocorrelation
+  of the curve, searched over 30-200 bpm at the video's FPS); ED = largest, ES = smallest LV of
+  each beat; beats cut off by the start or end of the video, beats of implausible duration
+  (outside 0.3-2 s) and beats of implausible amplitude are left out; EF is the mean of the
+  beats' EFs (with their SD), as clinicians average beats. When the curve shows no regular
+  period or no complete beat, it falls back to ``extremes`` and says so.
+* ``extremes``: ED = largest, ES = smallest volume of the whole video (or ``frame_range``).
+* ``volume_peaks``: the earlier beat-wise rule (fixed 15-frame spacing and 10 % prominence on
+  the unsmoothed volume curve, the beat with the median EF), kept for comparison.
+
+Every rule ignores empty frames and single-frame glitches (a mask that drops out for a frame
+or two, e.g. a missed-gain frame, has an area far from its neighbours' median, further than a
+heart can change in that time).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -144,50 +158,338 @@ def beats_from_volumes(volumes: np.ndarray, min_beat_frames: int = 15, prominenc
     return beats
 
 
+# -- ED/ES rules ---------------------------------------------------------------------------
+BEATS = "beats"
+EXTREMES = "extremes"
+VOLUME_PEAKS = "volume_peaks"
+ED_ES_RULES = (BEATS, EXTREMES, VOLUME_PEAKS)
+DEFAULT_ED_ES_RULE = BEATS
+#: EchoNet-Dynamic's frame rate, assumed when a video's FPS is unknown.
+DEFAULT_FPS = 50.0
+
+# The constants below come from physiology or from the rule of thumb stated with each; none was
+# fitted to data.
+#: Plausible heart rates: 30-200 bpm, i.e. one beat lasts 0.3-2 s.
+MIN_HEART_RATE_BPM = 30.0
+MAX_HEART_RATE_BPM = 200.0
+#: Smallest fractional LV area change of a beat. Volume grows about as area^1.5, so an EF of
+#: 7 % (about the lowest a contracting ventricle is reported with) is an area change of
+#: 1 - 0.93^(2/3) = 4.7 % (rounded down to leave a margin); anything smaller is mask noise.
+MIN_BEAT_AREA_CHANGE = 0.045
+#: Fastest plausible area change: a 60 % area fall (EF about 75 %) within the shortest systole
+#: (about 0.15 s at 200 bpm) is 4 area-fractions per second.
+MAX_AREA_CHANGE_PER_S = 4.0
+#: Frame-to-frame mask noise allowed on top of that before a frame is called a glitch.
+GLITCH_NOISE = 0.1
+#: Gaussian smoothing sigma as a fraction of the heart period: a twentieth of a beat (half-height
+#: width about 0.12 of a beat) removes frame noise and short wiggles of diastasis, while the
+#: systolic fall and the end-systolic trough (a third of a beat or more) keep their shape.
+SMOOTHING_FRACTION = 0.05
+#: A beat's trough must fall below both neighbouring peaks by this fraction of the curve's
+#: beat amplitude (2nd-98th percentile range), and its amplitude must be at least this fraction
+#: of the median beat's: beat-to-beat stroke volume in sinus rhythm varies far less than 2x.
+MIN_RELATIVE_AMPLITUDE = 0.5
+#: Autocorrelation needed at the heart period to call the curve periodic.
+MIN_PERIODICITY = 0.3
+#: Among autocorrelation peaks, the shortest lag within this fraction of the best is the period
+#: (its multiples correlate about as well; the fundamental is the first).
+PERIOD_PEAK_TOLERANCE = 0.8
+
+
+@dataclass
+class BeatSearch:
+    """What ``find_beats`` found: complete beats as (ED, ES) frame pairs, the heart period it
+    used (frames; NaN when the curve has no regular period), the smoothing sigma (frames), the
+    frames it ignored as glitches, and why no beat was found (empty when some were)."""
+
+    beats: list[tuple[int, int]]
+    period: float
+    sigma: float
+    glitches: np.ndarray
+    reason: str = ""
+
+
+def glitch_frames(curve: np.ndarray, fps: float = DEFAULT_FPS) -> np.ndarray:
+    """Frames whose value cannot be a heart's: empty (<= 0), or further from the median of the
+    5 frames around them than the fastest physiological change over 2 frames plus mask noise
+    (a frame or two that drops out, e.g. a missed-gain frame)."""
+    from scipy.ndimage import median_filter
+
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve.size < 3:
+        return curve <= 0
+    local = median_filter(curve, size=5, mode="nearest")
+    tolerance = 2.0 * MAX_AREA_CHANGE_PER_S / fps + GLITCH_NOISE
+    return (curve <= 0) | (np.abs(curve - local) > tolerance * np.maximum(local, 1e-12))
+
+
+def heart_period(curve: np.ndarray, fps: float = DEFAULT_FPS) -> float:
+    """Heart period in frames from the curve's autocorrelation (Pearson correlation of the
+    linearly detrended curve with itself shifted by each lag of 30-200 bpm, lags up to half
+    the video so that two periods are seen); NaN when no lag correlates enough."""
+    curve = np.asarray(curve, dtype=np.float64)
+    n = curve.size
+    low = max(2, int(np.floor(60.0 / MAX_HEART_RATE_BPM * fps)))
+    high = min(int(np.ceil(60.0 / MIN_HEART_RATE_BPM * fps)), n // 2)
+    if high <= low:
+        return float("nan")
+    t = np.arange(n, dtype=np.float64)
+    x = curve - np.polyval(np.polyfit(t, curve, 1), t)
+    if not np.std(x) > 1e-6 * max(float(np.abs(curve).mean()), 1e-12):
+        return float("nan")  # a straight line (or constant): nothing beats
+    # Sums over the overlapping parts x[:n-k] and x[k:] for every lag k, from cumulative sums.
+    sums = np.concatenate([[0.0], np.cumsum(x)])
+    squares = np.concatenate([[0.0], np.cumsum(x * x)])
+    cross = np.correlate(x, x, mode="full")[n - 1 :]
+    lags = np.arange(low - 1, high + 2)  # one lag either side, to tell local maxima
+    lags = lags[(lags >= 1) & (lags < n - 1)]
+    m = (n - lags).astype(np.float64)
+    sum_a, sum_b = sums[n - lags], sums[n] - sums[lags]
+    var_a = squares[n - lags] - sum_a**2 / m
+    var_b = (squares[n] - squares[lags]) - sum_b**2 / m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (cross[lags] - sum_a * sum_b / m) / np.sqrt(var_a * var_b)
+    r = np.nan_to_num(r, nan=-1.0)
+    inner = np.arange(1, len(lags) - 1)
+    is_peak = (r[inner] >= r[inner - 1]) & (r[inner] > r[inner + 1]) & (lags[inner] >= low) & (lags[inner] <= high)
+    peaks = inner[is_peak]
+    if not len(peaks) or r[peaks].max() < MIN_PERIODICITY:
+        return float("nan")
+    best = r[peaks].max()
+    first = peaks[r[peaks] >= PERIOD_PEAK_TOLERANCE * best][0]
+    # Parabolic interpolation between the neighbouring lags for a sub-frame period.
+    left, centre, right = r[first - 1], r[first], r[first + 1]
+    curvature = left - 2 * centre + right
+    shift = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+    return float(lags[first] + np.clip(shift, -0.5, 0.5))
+
+
+def find_beats(curve: np.ndarray, fps: float | None = None) -> BeatSearch:
+    """Complete heartbeats of an LV area (or volume) curve, each as an (ED, ES) frame pair.
+
+    1. Glitch frames (``glitch_frames``) are replaced by their neighbours' median for the
+       search and can never be ED or ES.
+    2. The heart period P comes from the curve's autocorrelation (``heart_period``).
+    3. The curve is smoothed with a Gaussian of sigma ``SMOOTHING_FRACTION``·P.
+    4. End-systoles are troughs of the smoothed curve at least the shortest beat (0.3 s) apart
+       that fall by ``MIN_RELATIVE_AMPLITUDE`` of the curve's amplitude below the peaks on
+       *both* sides: a trough at the start or end of the video without that rise (a partial
+       beat) is left out. The spacing is not tied to P: with an irregular rhythm (e.g. RR
+       intervals alternating short and long) the autocorrelation finds the repeat of the
+       pattern, two beats, and a P-based spacing would merge them.
+    5. Each beat's ED is the largest smoothed value between the previous end-systole (or 2 s
+       back, the longest beat) and its own.
+    6. ED and ES move to the largest / smallest raw (unsmoothed, non-glitch) frame within one
+       sigma, so they are real frames of the video. A beat whose ED is then the video's first
+       frame is partial (filling may have gone on before the video started) and is left out.
+    7. A beat is kept when its end-systole lies 0.3-2 s from the neighbouring one and its area
+       change is at least ``MIN_BEAT_AREA_CHANGE`` of its ED value and ``MIN_RELATIVE_AMPLITUDE``
+       of the median beat's.
+    """
+    from scipy.ndimage import gaussian_filter1d
+    from scipy.signal import find_peaks
+
+    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    curve = np.asarray(curve, dtype=np.float64)
+    glitches = glitch_frames(curve, fps)
+    nothing = BeatSearch([], float("nan"), float("nan"), glitches)
+    if (~glitches).sum() < 3:
+        nothing.reason = "fewer than 3 usable frames"
+        return nothing
+    # Replace glitches by interpolation between the good frames around them.
+    frames = np.arange(curve.size)
+    clean = np.interp(frames, frames[~glitches], curve[~glitches])
+    period = heart_period(clean, fps)
+    if not np.isfinite(period):
+        nothing.reason = "no regular heart period"
+        return nothing
+    sigma = SMOOTHING_FRACTION * period
+    smooth = gaussian_filter1d(clean, sigma, mode="nearest")
+    amplitude = float(np.percentile(smooth, 98) - np.percentile(smooth, 2))
+    shortest, longest = 60.0 / MAX_HEART_RATE_BPM * fps, 60.0 / MIN_HEART_RATE_BPM * fps
+    troughs, _ = find_peaks(-smooth, distance=max(1, int(round(shortest))), prominence=MIN_RELATIVE_AMPLITUDE * amplitude)
+    search = BeatSearch([], period, sigma, glitches)
+    if not len(troughs):
+        search.reason = "no complete beat"
+        return search
+    reach = max(1, int(round(sigma)))
+    maximise = np.where(glitches, -np.inf, curve)
+    minimise = np.where(glitches, np.inf, curve)
+    candidates = []
+    for i, trough in enumerate(troughs):  # one iteration per beat, a handful per video
+        start = troughs[i - 1] + 1 if i else max(0, int(trough - round(longest)))
+        peak = start + int(np.argmax(smooth[start:trough]))
+        neighbours = [troughs[j] for j in (i - 1, i + 1) if 0 <= j < len(troughs)]
+        spacing = min(abs(trough - j) for j in neighbours) if neighbours else period
+        if not shortest <= spacing <= longest:
+            continue
+        ed_low, ed_high = max(start, peak - reach), min(trough, peak + reach + 1)
+        ed = ed_low + int(np.argmax(maximise[ed_low:ed_high]))
+        if ed == 0:
+            continue  # the filling may have gone on before the video started: a partial beat
+        es_low, es_high = max(peak + 1, trough - reach), min(curve.size, trough + reach + 1)
+        es = es_low + int(np.argmin(minimise[es_low:es_high]))
+        if not (np.isfinite(maximise[ed]) and np.isfinite(minimise[es])):
+            continue
+        candidates.append((ed, es, curve[ed] - curve[es]))
+    if candidates:
+        typical = float(np.median([change for _, _, change in candidates]))
+        search.beats = [
+            (int(ed), int(es))
+            for ed, es, change in candidates
+            if change >= MIN_BEAT_AREA_CHANGE * curve[ed] and change >= MIN_RELATIVE_AMPLITUDE * typical
+        ]
+    if not search.beats:
+        search.reason = "no complete beat"
+    return search
+
+
+@dataclass
+class EdEsChoice:
+    """The beats (ED, ES) a rule chose, the rule that chose them (``"extremes (fallback: ...)"``
+    when ``beats`` found none), how the reported EF combines them (``mean`` or ``median``
+    beat), and the heart period in frames (NaN when unknown)."""
+
+    beats: list[tuple[int, int]]
+    rule: str
+    combine: str = "mean"
+    period: float = float("nan")
+
+
+def _extreme_frames(areas: np.ndarray, volumes: np.ndarray, fps: float) -> list[tuple[int, int]]:
+    usable = ~glitch_frames(areas, fps)
+    if not usable.any():
+        return []
+    return [(int(np.argmax(np.where(usable, volumes, -np.inf))), int(np.argmin(np.where(usable, volumes, np.inf))))]
+
+
+def choose_ed_es(areas: np.ndarray, volumes: np.ndarray, rule: str = DEFAULT_ED_ES_RULE, fps: float | None = None) -> EdEsChoice:
+    """ED/ES frame pairs of one video by a rule of ``ED_ES_RULES`` (see the module docstring)."""
+    if rule not in ED_ES_RULES:
+        raise ValueError(f"unknown ED/ES rule {rule!r}; expected one of {', '.join(ED_ES_RULES)}")
+    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    areas = np.asarray(areas, dtype=np.float64)
+    volumes = np.asarray(volumes, dtype=np.float64)
+    if rule == BEATS:
+        search = find_beats(areas, fps)
+        if search.beats:
+            return EdEsChoice(search.beats, BEATS, "mean", search.period)
+        return EdEsChoice(_extreme_frames(areas, volumes, fps), f"{EXTREMES} (fallback: {search.reason})", "single", search.period)
+    if rule == VOLUME_PEAKS:
+        beats = beats_from_volumes(volumes)
+        if beats:
+            return EdEsChoice(beats, VOLUME_PEAKS, "median")
+        return EdEsChoice(_extreme_frames(areas, volumes, fps), f"{EXTREMES} (fallback: no volume peaks)", "single")
+    return EdEsChoice(_extreme_frames(areas, volumes, fps), EXTREMES, "single")
+
+
 def volumes_from_masks(
     masks: np.ndarray,
     mm_per_pixel: float = DEFAULT_MM_PER_PIXEL,
     disks: int = DEFAULT_DISKS,
     frame_range: tuple[int, int] | None = None,
     beat_wise: bool = True,
+    rule: str | None = None,
+    fps: float | None = None,
 ) -> dict:
     """EDV, ESV (mL), EF (%) and the ED/ES frames of a mask sequence ``(T, H, W)``.
 
-    With ``beat_wise`` (default) each heartbeat is found on the volume curve (ED = a volume
-    peak, ES = the minimum before the next peak) and the beat with the median EF is reported,
-    as clinicians average beats; the whole-video extremes would pair an ED and an ES from
-    different beats. Without detectable beats (or with ``beat_wise=False``), ED = largest and
-    ES = smallest non-empty area in ``frame_range`` ``(start, stop)`` or the whole video.
-    Returns ``{"edv", "esv", "ef", "ed_frame", "es_frame", "beats", "areas" (T,) int,
-    "volumes" (T,) mL}``; with no non-empty frame EF = NaN and both frames are -1.
+    ``rule`` is one of ``ED_ES_RULES`` (default ``beats``; ``beat_wise=False`` is the older
+    spelling of ``rule="extremes"``), applied to ``frame_range`` ``(start, stop)`` or the whole
+    video; ``fps`` (default 50) sets the plausible heart-rate range in frames.
+
+    Returns ``{"edv", "esv", "ef", "ed_frame", "es_frame", "beats" (count), "beat_frames"
+    [(ED, ES), ...], "beat_efs" [...], "ef_sd", "rule", "heart_rate_bpm", "areas" (T,) int,
+    "volumes" (T,) mL}``. With the ``beats`` rule EF, EDV and ESV are the means over the beats
+    and ``ef_sd`` their EF's sample SD (NaN for one beat); ``ed_frame``/``es_frame`` are the
+    beat whose EF is nearest the mean. ``volume_peaks`` reports its median-EF beat. With no
+    usable frame EF = NaN and both frames are -1.
     """
     masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"volumes_from_masks expects masks of shape (T, H, W), got {masks.shape}")
+    rule = rule or (DEFAULT_ED_ES_RULE if beat_wise else EXTREMES)
     areas = np.count_nonzero(masks, axis=(1, 2)).astype(np.int64)
     volumes = method_of_disks_batch(masks, mm_per_pixel, disks)
-    start, stop = (0, len(masks)) if frame_range is None else frame_range
-    if not 0 <= start < stop <= len(masks):
-        raise ValueError(f"frame_range {frame_range} outside the {len(masks)} frames")
-    window = areas[start:stop]
-    empty = {"edv": 0.0, "esv": 0.0, "ef": float("nan"), "ed_frame": -1, "es_frame": -1, "beats": 0, "areas": areas, "volumes": volumes}
-    if not (window > 0).any():
-        return empty
-    beats = [(start + ed, start + es) for ed, es in beats_from_volumes(volumes[start:stop])] if beat_wise else []
-    if beats:
-        efs = np.array([ejection_fraction(float(volumes[ed]), float(volumes[es])) for ed, es in beats])
-        ed_frame, es_frame = beats[int(np.argsort(efs)[(len(efs) - 1) // 2])]
+    return ed_es_volumes(areas, volumes, rule, fps, frame_range)
+
+
+def volumes_by_rule(
+    masks: np.ndarray,
+    rules=ED_ES_RULES,
+    mm_per_pixel: float = DEFAULT_MM_PER_PIXEL,
+    disks: int = DEFAULT_DISKS,
+    fps: float | None = None,
+) -> dict[str, dict]:
+    """``volumes_from_masks`` under each rule of ``rules``, the volumes computed once."""
+    masks = np.asarray(masks)
+    if masks.ndim != 3:
+        raise ValueError(f"volumes_by_rule expects masks of shape (T, H, W), got {masks.shape}")
+    areas = np.count_nonzero(masks, axis=(1, 2)).astype(np.int64)
+    volumes = method_of_disks_batch(masks, mm_per_pixel, disks)
+    return {rule: ed_es_volumes(areas, volumes, rule, fps) for rule in rules}
+
+
+def ed_es_volumes(
+    areas: np.ndarray, volumes: np.ndarray, rule: str = DEFAULT_ED_ES_RULE, fps: float | None = None, frame_range: tuple[int, int] | None = None
+) -> dict:
+    """``volumes_from_masks``' result from per-frame LV areas (pixels) and volumes (mL)."""
+    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else DEFAULT_FPS
+    start, stop = (0, len(areas)) if frame_range is None else frame_range
+    if not 0 <= start < stop <= len(areas):
+        raise ValueError(f"frame_range {frame_range} outside the {len(areas)} frames")
+    choice = choose_ed_es(areas[start:stop], volumes[start:stop], rule, fps)
+    beats = [(start + ed, start + es) for ed, es in choice.beats]
+    # Heart rate: from the spacing of the beats' end-systoles where there are several (the
+    # autocorrelation period is the repeat of the rhythm, two beats for an alternating one).
+    spacing = float(np.median(np.diff([es for _, es in beats]))) if len(beats) > 1 and choice.combine != "single" else choice.period
+    heart_rate = 60.0 * fps / spacing if np.isfinite(spacing) else float("nan")
+    result = {
+        "edv": 0.0, "esv": 0.0, "ef": float("nan"), "ed_frame": -1, "es_frame": -1, "beats": 0, "beat_frames": [],
+        "beat_efs": [], "ef_sd": float("nan"), "rule": choice.rule, "heart_rate_bpm": heart_rate, "areas": areas, "volumes": volumes,
+    }
+    if not beats:
+        return result
+    edvs = np.array([volumes[ed] for ed, _ in beats])
+    esvs = np.array([volumes[es] for _, es in beats])
+    efs = np.array([ejection_fraction(float(d), float(s)) for d, s in zip(edvs, esvs)])
+    if choice.combine == "median":
+        chosen = int(np.argsort(efs)[(len(efs) - 1) // 2])
+        edv, esv, ef = float(edvs[chosen]), float(esvs[chosen]), float(efs[chosen])
     else:
-        ed_frame = start + int(np.argmax(window))
-        es_frame = start + int(np.argmin(np.where(window > 0, window, np.iinfo(np.int64).max)))
-    edv, esv = float(volumes[ed_frame]), float(volumes[es_frame])
+        ef = float(np.mean(efs))
+        chosen = int(np.argmin(np.abs(efs - ef)))
+        edv, esv = float(np.mean(edvs)), float(np.mean(esvs))
+    result.update(
+        edv=edv,
+        esv=esv,
+        ef=ef,
+        ed_frame=beats[chosen][0],
+        es_frame=beats[chosen][1],
+        beats=len(beats) if choice.combine != "single" else 0,
+        beat_frames=beats,
+        beat_efs=[float(v) for v in efs],
+        ef_sd=float(np.std(efs, ddof=1)) if len(efs) > 1 else float("nan"),
+    )
+    return result
+
+
+#: Columns that ``volume_fields`` adds to a volumes.csv row (after FileName).
+VOLUME_FIELDS = ("EDV", "ESV", "EF", "EDFrame", "ESFrame", "EFSD", "Beats", "EFRule", "BeatEFs", "BeatFrames")
+
+
+def volume_fields(result: dict) -> dict:
+    """A volumes.csv row (``VOLUME_FIELDS``) from ``volumes_from_masks``' result: per-beat EFs
+    and ``ED-ES`` frame pairs are space-separated, so the rule's choice can be checked."""
     return {
-        "edv": edv,
-        "esv": esv,
-        "ef": ejection_fraction(edv, esv),
-        "ed_frame": ed_frame,
-        "es_frame": es_frame,
-        "beats": len(beats),
-        "areas": areas,
-        "volumes": volumes,
+        "EDV": result["edv"],
+        "ESV": result["esv"],
+        "EF": result["ef"],
+        "EDFrame": result["ed_frame"],
+        "ESFrame": result["es_frame"],
+        "EFSD": result["ef_sd"],
+        "Beats": result["beats"],
+        "EFRule": result["rule"],
+        "BeatEFs": " ".join(f"{v:.2f}" for v in result["beat_efs"]) if result["beats"] else "",
+        "BeatFrames": " ".join(f"{ed}-{es}" for ed, es in result["beat_frames"]) if result["beats"] else "",
     }

@@ -1,0 +1,206 @@
+"""ED/ES rules of unilvseg.evaluation.volumes on curves whose beats are known by construction.
+
+The synthetic area curve is written here from its own cardiac-cycle model (not the phantom's
+code): a cosine-eased systole, rapid filling, diastasis and an atrial kick. ED is the phase-0
+frame of each beat and ES the end of systole, so the true frames come from the model itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unilvseg.evaluation.volumes import (
+    ED_ES_RULES,
+    choose_ed_es,
+    find_beats,
+    glitch_frames,
+    heart_period,
+    method_of_disks,
+    volume_fields,
+    volumes_from_masks,
+)
+
+
+def cycle_contraction(phase, systole=0.35):
+    """0 at ED, 1 at ES: eased systole, then 80 % of the refill in the first 40 % of diastole,
+    diastasis, and the last 20 % in the atrial kick at the end of the beat."""
+    phase = np.asarray(phase, dtype=np.float64)
+    ease = lambda x: 0.5 - 0.5 * np.cos(np.pi * np.clip(x, 0.0, 1.0))  # noqa: E731
+    diastole = (phase - systole) / (1.0 - systole)
+    refilled = 0.8 * ease(diastole / 0.4) + 0.2 * ease((diastole - 0.8) / 0.2)
+    return np.where(phase <= systole, ease(phase / systole), 1.0 - refilled)
+
+
+def area_curve(ed_times, n_frames, fps=50.0, ed_area=1500.0, change=0.35, systole_s=0.3):
+    """Area per frame for beats starting (ED) at ``ed_times`` (seconds; each beat lasts until the
+    next ED, the last one as long as the one before). Returns (areas, true beats [(ED, ES)])
+    where true beats are those whose ED lies inside the video and after whose ES the video
+    goes on for at least half the diastole (by then 80 % of the refill is done). Tests choose
+    lengths that end a video well away from that boundary."""
+    t = np.arange(n_frames) / fps
+    ed_times = np.asarray(ed_times, dtype=np.float64)
+    lengths = np.append(np.diff(ed_times), ed_times[-1] - ed_times[-2])
+    index = np.clip(np.searchsorted(ed_times, t, side="right") - 1, 0, len(ed_times) - 1)
+    phase = (t - ed_times[index]) / lengths[index]
+    # Before the first listed ED the curve continues the first beat's shape backwards.
+    phase = np.where(t < ed_times[0], 1.0 + (t - ed_times[0]) / lengths[0], phase)
+    systole = systole_s / lengths[index]
+    areas = ed_area * (1.0 - change * cycle_contraction(phase, systole))
+    end = (n_frames - 1) / fps
+    beats = [
+        (int(round(e * fps)), int(round((e + systole_s) * fps)))
+        for e, length in zip(ed_times, lengths)
+        if 0 < round(e * fps) and e + systole_s + 0.5 * (length - systole_s) <= end
+    ]
+    return areas, beats
+
+
+def assert_beats_match(found, expected, tolerance):
+    assert len(found) == len(expected), f"found {found}, expected {expected}"
+    for (ed, es), (true_ed, true_es) in zip(found, expected):
+        assert abs(ed - true_ed) <= tolerance and abs(es - true_es) <= tolerance, f"found {found}, expected {expected}"
+
+
+def test_clean_regular_beats_are_found_exactly():
+    # 75 bpm at 50 fps: beats of 40 frames, EDs at 10, 50, 90, 130, 170; 200 frames.
+    areas, expected = area_curve([0.2, 1.0, 1.8, 2.6, 3.4], 200)
+    search = find_beats(areas, fps=50)
+    assert search.period == pytest.approx(40, abs=1)
+    # The last beat's ES (frame 185) is followed by a full refill: complete. All five count.
+    assert_beats_match(search.beats, expected, tolerance=1)
+
+
+def test_partial_first_and_last_beats_are_left_out():
+    # The video starts in mid-systole (ED of that beat at -0.1 s) and ends in mid-systole.
+    ed_times = [-0.1, 0.7, 1.5, 2.3, 3.1]
+    areas, _ = area_curve(ed_times, 168)  # frame 167 = 3.34 s: 0.24 s into the last systole
+    search = find_beats(areas, fps=50)
+    # Only the beats at 0.7, 1.5 and 2.3 s are whole: (35, 50), (75, 90), (115, 130).
+    assert_beats_match(search.beats, [(35, 50), (75, 90), (115, 130)], tolerance=1)
+
+
+def test_noise_and_a_missed_gain_frame():
+    rng = np.random.default_rng(3)
+    ed_times = [-0.25, 0.62, 1.49, 2.36, 3.23]  # 69 bpm, starts in late systole
+    areas, expected = area_curve(ed_times, 200)
+    noisy = areas * (1.0 + 0.015 * rng.standard_normal(areas.size))
+    dropout = expected[1][1]  # the second beat's true ES frame goes almost empty
+    noisy[dropout] = 0.02 * areas[dropout]
+    assert glitch_frames(noisy, 50)[dropout] and glitch_frames(noisy, 50).sum() <= 3
+    search = find_beats(noisy, fps=50)
+    assert_beats_match(search.beats, expected, tolerance=3)
+    assert all(dropout not in beat for beat in search.beats)
+    # The whole-video extremes ignore the dropout too.
+    (ed, es), = choose_ed_es(noisy, noisy, "extremes", fps=50).beats
+    assert es != dropout and noisy[es] > 0.5 * areas.min()
+
+
+def test_irregular_rhythm_alternating_short_and_long_beats():
+    # RR alternating 0.7 s and 1.1 s: the autocorrelation repeats every two beats (1.8 s), yet
+    # each beat is found.
+    ed_times = np.cumsum([0.2, 0.7, 1.1, 0.7, 1.1, 0.7])
+    areas, expected = area_curve(ed_times, 262)
+    search = find_beats(areas, fps=50)
+    assert_beats_match(search.beats, expected, tolerance=1)
+
+
+@pytest.mark.parametrize("fps,bpm", [(30.0, 150.0), (50.0, 45.0), (100.0, 110.0)])
+def test_other_frame_rates_and_heart_rates(fps, bpm):
+    period = 60.0 / bpm
+    ed_times = 0.15 + period * np.arange(6)
+    n_frames = int((ed_times[-1] + 0.9 * period) * fps)
+    areas, expected = area_curve(ed_times, n_frames, fps=fps, systole_s=0.35 * period)
+    assert heart_period(areas, fps) == pytest.approx(period * fps, rel=0.04)
+    assert_beats_match(find_beats(areas, fps=fps).beats, expected, tolerance=1)
+
+
+def test_no_regular_period_falls_back_to_extremes_and_says_so():
+    ramp = np.linspace(1000.0, 1400.0, 120)  # no heartbeat in it
+    choice = choose_ed_es(ramp, ramp, "beats", fps=50)
+    assert choice.rule == "extremes (fallback: no regular heart period)"
+    assert choice.beats == [(119, 0)]
+    short = area_curve([0.1, 0.5], 30)[0]  # shorter than two of its own beats
+    assert choose_ed_es(short, short, "beats", fps=50).rule.startswith("extremes (fallback")
+    with pytest.raises(ValueError, match="unknown ED/ES rule"):
+        choose_ed_es(ramp, ramp, "largest")
+
+
+def _lv_masks(long_radius, short_radius, size=112):
+    """Ellipse masks (T, H, W), one per frame, axis-aligned and centred."""
+    y, x = np.mgrid[:size, :size].astype(np.float64)
+    return (((x - 56.2) / short_radius[:, None, None]) ** 2 + ((y - 55.7) / long_radius[:, None, None]) ** 2 <= 1).astype(np.uint8)
+
+
+def test_ef_is_the_mean_of_the_beats_with_their_sd():
+    # Three whole beats with different contraction: per-beat EF = 1 - (ESV/EDV) of ellipsoids
+    # (V ~ long * short^2), which the method of disks reproduces within about a point.
+    fps, ed_times = 50.0, [0.1, 0.9, 1.7, 2.5]
+    t = np.arange(int(2.6 * fps)) / fps  # ends 0.1 s into the fourth beat's systole
+    index = np.clip(np.searchsorted(ed_times, t, side="right") - 1, 0, 3)
+    phase = (t - np.asarray(ed_times)[index]) / 0.8
+    phase = np.where(t < ed_times[0], 1.0 + (t - ed_times[0]) / 0.8, phase)
+    shortening = np.array([0.30, 0.20, 0.25, 0.25])[index]  # short-axis fall of each beat
+    contraction = cycle_contraction(phase)
+    long_radius = 38.0 * (1.0 - 0.1 * contraction)
+    short_radius = 16.0 * (1.0 - shortening * contraction)
+    masks = _lv_masks(long_radius, short_radius)
+    result = volumes_from_masks(masks, fps=fps)
+    assert result["rule"] == "beats" and result["beats"] == 3
+    analytic = [100 * (1 - 0.9 * (1 - s) ** 2) for s in (0.30, 0.20, 0.25)]
+    np.testing.assert_allclose(result["beat_efs"], analytic, atol=1.5)
+    assert result["ef"] == pytest.approx(np.mean(result["beat_efs"]))
+    assert result["ef_sd"] == pytest.approx(np.std(result["beat_efs"], ddof=1))
+    assert result["heart_rate_bpm"] == pytest.approx(75, abs=2)
+    ed, es = result["ed_frame"], result["es_frame"]
+    assert (ed, es) in result["beat_frames"]
+    chosen = result["beat_frames"].index((ed, es))
+    assert abs(result["beat_efs"][chosen] - result["ef"]) == pytest.approx(min(abs(np.array(result["beat_efs"]) - result["ef"])))
+    assert result["edv"] == pytest.approx(np.mean([method_of_disks(masks[e]) for e, _ in result["beat_frames"]]))
+    row = volume_fields(result)
+    assert row["EFRule"] == "beats" and row["Beats"] == 3 and len(row["BeatEFs"].split()) == 3
+    assert row["BeatFrames"].split()[0] == "{}-{}".format(*result["beat_frames"][0])
+    # Every named rule runs and records its name.
+    assert {volumes_from_masks(masks, rule=r, fps=fps)["rule"] for r in ED_ES_RULES} == set(ED_ES_RULES)
+
+
+def test_phantom_dense_truth_ef_within_3_points_of_filelist(tmp_path_factory):
+    """The phantom's EF comes from its own tracings (chords at its ED/ES); the rules only see
+    the dense masks."""
+    from unilvseg.data.phantom import generate_phantom
+
+    root = generate_phantom(tmp_path_factory.mktemp("phantom-ef") / "echonet", videos=10, seed=7, min_frames=90, max_frames=220)
+    table = pd.read_csv(root / "FileList.csv")
+    used = []
+    for row in table.itertuples():
+        with np.load(root / "ReferenceMasks" / f"{row.FileName}.npz") as archive:
+            masks = archive["masks"]
+        for rule in ("beats", "extremes"):
+            result = volumes_from_masks(masks, rule=rule, fps=row.FPS)
+            assert abs(result["ef"] - row.EF) <= 3.0, (row.FileName, rule, result["ef"], row.EF)
+            if rule == "beats":
+                used.append(result["rule"])
+    # The beat finder itself (not its fallback) scored most of these 90-220-frame videos.
+    assert used.count("beats") >= 0.7 * len(used), used
+
+
+def test_a_dip_in_diastasis_is_not_a_beat():
+    """Real masks wobble in diastasis. A dip of 15 % of the beat's amplitude there made the
+    earlier rule (volume_peaks) count each wiggle as a beat of EF 8 % and report one of them;
+    the beat finder keeps the five real beats."""
+    from unilvseg.evaluation.volumes import ed_es_volumes
+
+    fps, length = 50.0, 0.85
+    ed_times = 0.3 + length * np.arange(5)
+    areas, expected = area_curve(ed_times, 220, fps=fps)
+    phase = ((np.arange(220) / fps - 0.3) / length) % 1.0
+    dip = -0.15 * np.ptp(areas) * np.exp(-0.5 * ((phase - 0.72) / 0.04) ** 2)
+    wobbly = areas + dip
+    volumes = (wobbly / 1500.0) ** 1.5  # volume grows as area^1.5 for similar shapes
+    true_ef = 100 * (1 - (areas.min() / areas.max()) ** 1.5)
+    beats = ed_es_volumes(wobbly, volumes, "beats", fps)
+    assert_beats_match(beats["beat_frames"], expected, tolerance=1)
+    assert beats["ef"] == pytest.approx(true_ef, abs=0.5)
+    old = ed_es_volumes(wobbly, volumes, "volume_peaks", fps)
+    assert len(old["beat_frames"]) == 2 * len(expected) and old["ef"] < true_ef - 30
