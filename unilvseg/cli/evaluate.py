@@ -58,7 +58,7 @@ def recorded_data_dir(prediction_dir: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from unilvseg.cli.train import setup_logging
+    from unilvseg.cli.common import setup_logging
 
     setup_logging()
     try:
