@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--external_dir", help="plain folder of videos (.avi, .mp4, .mov, .mkv), no CSVs")
     source.add_argument("--video_path", help="one video; with --save_path OUT.npz writes only that file")
     out = parser.add_argument_group("outputs")
-    out.add_argument("--checkpoint", required=True, help="weak-segmentation or label-free checkpoint (.ckpt)")
+    out.add_argument("--checkpoint", required=True, help="weak-segmentation or label-free checkpoint (.ckpt), or a published SimLVSeg 3D segmentation checkpoint")
     out.add_argument("--save_dir", help="output folder (see below)")
     out.add_argument("--save_path", help="with --video_path: .npz file for the masks and volumes of that video")
     out.add_argument("--overlay", action="store_true", help="also write each video with the mask outline drawn on it")
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("--mean", type=float, nargs=3, default=None, help="per-channel mean of [0,1] pixels (default: the checkpoint's, else EchoNet's)")
     inference.add_argument("--std", type=float, nargs=3, default=None, help="per-channel std of [0,1] pixels (default: the checkpoint's, else EchoNet's)")
     inference.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input size (default: the checkpoint's, else 112 112); other videos are resized to it and back")
+    inference.add_argument("--frames", type=int, default=None,
+                           help="clip length for a published SimLVSeg checkpoint, which does not record it (default 32); unilvseg checkpoints use their own")
     inference.add_argument("--mm_per_pixel", type=float, default=mm_per_pixel, help=f"pixel spacing for volumes (default {mm_per_pixel}, nominal; see below)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser

@@ -81,6 +81,7 @@ class PredictOptions:
     std: list[float] | None = None
     size: list[int] | None = None
     mm_per_pixel: float = field(default_factory=default_mm_per_pixel)
+    frames: int | None = None  # clip length of a published SimLVSeg checkpoint (it records none)
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -134,6 +135,8 @@ def check_options(args: PredictOptions) -> None:
         raise UserError(f"--std values must be positive, got {args.std}")
     if not args.mm_per_pixel > 0:
         raise UserError(f"--mm_per_pixel must be positive, got {args.mm_per_pixel}")
+    if args.frames is not None and args.frames < 1:
+        raise UserError(f"--frames must be >= 1, got {args.frames}")
     if args.size is not None and min(args.size) < 1:
         raise UserError(f"--size must be positive, got {args.size}")
 
@@ -314,10 +317,10 @@ class RunSummary:
     seconds: float = 0.0
 
 
-def _load_network(checkpoint: str, device):
+def _load_network(checkpoint: str, device, frames: int | None = None):
     from unilvseg.tasks.checkpoints import load_task
 
-    task = load_task(checkpoint)
+    task = load_task(checkpoint, frames=frames)
     network = task.network.to(device).eval()
     return network, {**dict(task.hparams), **task.data_settings}
 
@@ -514,7 +517,7 @@ def run_prediction(args: PredictOptions) -> int:
 
     check_options(args)
     device = resolve_device(args.device)
-    network, hparams = _load_network(args.checkpoint, device)
+    network, hparams = _load_network(args.checkpoint, device, args.frames)
     settings = _make_settings(args, hparams, device)
     log.info(
         "checkpoint %s: %s, %d-frame clips, stride %d, input %dx%d, device %s",
