@@ -192,16 +192,35 @@ def test_checkpoint_of_the_earlier_top_still_loads(tmp_path):
     from unilvseg.tasks.checkpoints import load_task
     from unilvseg.tasks.weak import WeakSegmentationTask
 
-    earlier = WeakSegmentationTask(encoder="3d_unet_tiny_head", frames=16)
-    hparams = {**dict(earlier.hparams), "encoder": "3d_unet_tiny"}  # what such a run recorded
+    earlier = WeakSegmentationTask(encoder="3d_unet_small_head", width=4, frames=16)
+    hparams = {**dict(earlier.hparams), "encoder": "3d_unet_small"}  # what such a run recorded
     path = tmp_path / "old.ckpt"
     torch.save({"state_dict": earlier.state_dict(), "hyper_parameters": hparams, "unilvseg_task": earlier.task_name}, path)
     task = load_task(path)
-    assert task.hparams.encoder == "3d_unet_tiny_head"
+    assert task.hparams.encoder == "3d_unet_small_head"
     x = torch.randn(1, 3, 32, 32, 16)
     earlier.eval()
     with torch.no_grad():
         assert torch.equal(task.network(x), earlier.network(x))
+
+
+def test_ssl_head_into_the_published_top_starts_at_zero_and_learns(tmp_path):
+    from unilvseg.tasks.ssl import TemporalMaskingTask
+    from unilvseg.tasks.weak import WeakSegmentationTask
+
+    network = dict(encoder="3d_unet_small", width=4, frames=16)
+    ssl = TemporalMaskingTask(**network)  # 3 output channels: the head does not fit segmentation
+    path = tmp_path / "ssl.ckpt"
+    torch.save({"state_dict": ssl.state_dict(), "hyper_parameters": dict(ssl.hparams), "unilvseg_task": ssl.task_name}, path)
+    weak = WeakSegmentationTask(checkpoint=str(path), **network)
+    head = dict(weak.network.head.named_parameters())
+    assert head["conv.unit1.conv.weight"].abs().sum() == 0 and head["residual.weight"].abs().sum() == 0
+    assert head["conv.unit0.conv.weight"].abs().sum() > 0  # random: gradients must reach it
+    x = torch.randn(2, 3, 32, 32, 16)
+    output = weak.network(x)
+    assert output.abs().max() == 0
+    output.sum().backward()
+    assert head["conv.unit1.conv.weight"].grad.abs().sum() > 0 and head["residual.weight"].grad.abs().sum() > 0
 
 
 def test_published_checkpoint_of_another_network_is_a_clear_error(tmp_path):
@@ -212,3 +231,102 @@ def test_published_checkpoint_of_another_network_is_a_clear_error(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "odd.ckpt")
     with pytest.raises(UserError, match="residual units"):
         load_task(tmp_path / "odd.ckpt")
+
+
+# -- --augment published -----------------------------------------------------------------------
+def test_published_augmentation_draws_from_the_published_ranges():
+    from scipy import stats
+
+    from unilvseg.data.published_augment import PublishedAugment
+
+    rng = np.random.default_rng(0)
+    draws = [PublishedAugment().draw(rng) for _ in range(20_000)]
+    n = len(draws)
+    tolerance = 4 * np.sqrt(0.25 / n)  # 4 standard errors of a p = 0.5 share
+    jitter = np.array([d.jitter for d in draws])
+    clahe = np.array([d.clahe for d in draws])
+    assert abs(jitter.mean() - 0.5) < tolerance and abs(clahe.mean() - 0.5) < tolerance
+    assert abs((jitter & clahe).mean() - 0.25) < tolerance  # independent steps
+    jittered = [d for d in draws if d.jitter]
+    for name in ("brightness", "contrast", "saturation"):
+        values = np.array([getattr(d, name) for d in jittered])
+        assert 0.8 <= values.min() and values.max() <= 1.2
+        assert stats.kstest(values, stats.uniform(0.8, 0.4).cdf).pvalue > 1e-3, name
+        assert all(getattr(d, name) == 1.0 for d in draws if not d.jitter)
+    hue = np.array([d.hue for d in jittered])
+    assert stats.kstest(hue, stats.uniform(-0.2, 0.4).cdf).pvalue > 1e-3
+    orders = {d.order for d in jittered}
+    assert len(orders) == 24  # every order of the four colour steps occurs
+    limits = np.array([d.clip_limit for d in draws if d.clahe])
+    assert stats.kstest(limits, stats.uniform(1, 3).cdf).pvalue > 1e-3
+    angles = np.array([d.angle_degrees for d in draws])
+    assert stats.kstest(angles, stats.uniform(-20, 40).cdf).pvalue > 1e-3
+    shifts = np.array([d.shift for d in draws])
+    values, counts = np.unique(shifts, return_counts=True)
+    assert values.tolist() == list(range(-6, 7))  # pad to 124 + crop 112: +-6, not +-12
+    for axis in (0, 1):
+        _, counts = np.unique(shifts[:, axis], return_counts=True)
+        assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def _test_frames():
+    frames = np.full((4, 112, 112, 3), 90, np.uint8)
+    frames[:, 40:60, 30:50] = 200
+    frames[1] = 30
+    return frames
+
+
+def test_published_pad_and_crop_moves_content_by_the_drawn_shift():
+    from unilvseg.data.augment import ClipAugment
+    from unilvseg.data.published_augment import PublishedTransform
+
+    frames = _test_frames()
+    masks = (frames[:, None, :, :, 0] == 200).astype(np.uint8)
+    transform = PublishedTransform(shift=(3, -2))
+    clip, warped = ClipAugment._clip_from_frames(frames, masks, transform)
+    expected = np.zeros_like(frames)
+    expected[:, 0:110, 3:112] = frames[:, 2:112, 0:109]  # content moves right 3, up 2; black fill
+    assert np.array_equal((clip.permute(3, 1, 2, 0).numpy() * 255).round().astype(np.uint8), expected)
+    assert np.array_equal(warped.permute(3, 0, 1, 2).numpy()[:, 0], (expected[..., 0] == 200).astype(np.uint8))
+
+
+def test_published_colour_steps_match_their_definitions_and_come_before_the_warp():
+    from unilvseg.data.augment import ClipAugment
+    from unilvseg.data.published_augment import PublishedAugment, PublishedTransform
+
+    frames = _test_frames()
+    augment = PublishedAugment()
+    # Contrast alone: each frame blends with its own mean gray level, truncated to uint8.
+    contrast = augment.colour(frames, PublishedTransform(jitter=True, contrast=1.2))
+    for t in range(len(frames)):
+        mean = frames[t, ..., 0].astype(np.float64).mean()
+        assert np.array_equal(contrast[t], np.clip(frames[t] * 1.2 + mean * (1 - 1.2), 0, 255).astype(np.uint8))
+    # Brightness then contrast differs from contrast then brightness (the order is drawn).
+    first = augment.colour(frames, PublishedTransform(jitter=True, brightness=1.2, contrast=0.8, order=(0, 1, 2, 3)))
+    second = augment.colour(frames, PublishedTransform(jitter=True, brightness=1.2, contrast=0.8, order=(1, 0, 2, 3)))
+    assert not np.array_equal(first, second)
+    # Gray frames: saturation and hue change nothing.
+    assert np.array_equal(augment.colour(frames, PublishedTransform(jitter=True, saturation=0.8, hue=0.15)), frames)
+    # A rotated, brightened clip keeps a black border: colour was applied before the warp.
+    rng = np.random.default_rng(3)
+    transform = PublishedTransform(jitter=True, brightness=1.2, angle_degrees=15.0, shift=(6, 6))
+    clip, _ = ClipAugment._clip_from_frames(augment.colour(frames, transform), None, transform)
+    assert (clip[:, :5, :5, :] == 0).all() and (clip[:, 60, 60, 0] > 0).all()
+    # CLAHE changes the frame but keeps it gray.
+    equalised = augment.colour(frames, PublishedTransform(clahe=True, clip_limit=3.0))
+    assert not np.array_equal(equalised, frames)
+    assert np.array_equal(equalised[..., 0], equalised[..., 1])
+    clip, _ = augment.clip_from_frames(frames, None, rng)
+    assert clip.shape == (3, 112, 112, 4) and 0 <= float(clip.min()) and float(clip.max()) <= 1
+
+
+def test_augment_flag_accepts_published(tiny_phantom, tmp_path):
+    from unilvseg.data.published_augment import PublishedAugment
+    from unilvseg.data.dataset import EchoNetDataModule
+
+    module = EchoNetDataModule(tiny_phantom, scheme="weak", frames=16, augment="published", cache_dir=None)
+    assert isinstance(module.augment, PublishedAugment)
+    batch = next(iter(module.train_dataloader()))
+    assert batch["video"].shape[-1] == 16
+    with pytest.raises(UserError, match="--augment"):
+        EchoNetDataModule(tiny_phantom, scheme="weak", augment="strong")

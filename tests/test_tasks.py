@@ -131,14 +131,7 @@ def test_ssl_weights_transfer_to_weak_and_head_is_skipped(tmp_path):
     assert len(report.loaded) == total - len(report.skipped)
     for name in report.loaded:
         assert torch.equal(weak.network.state_dict()[name], ssl.network.state_dict()[name])
-    # The new head's output layers start at zero (its first conv stays random so gradients reach it).
-    from unilvseg.tasks.transfer import new_head_zero_names
-
-    zeroed = new_head_zero_names(weak.network)
-    assert zeroed and all((weak.network.state_dict()[n] == 0).all() for n in report.skipped if n in zeroed)
-    assert weak.network.state_dict()["head.conv.unit0.conv.weight"].abs().sum() > 0
-    with torch.no_grad():
-        assert weak.network.eval()(torch.randn(1, 3, 32, 32, 16)).abs().max() == 0
+    assert all((weak.network.state_dict()[n] == 0).all() for n in report.skipped if "head" in n)
 
 
 def test_checkpoint_that_matches_nothing_is_an_error(tmp_path):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from unilvseg.data.augment import NO_AUGMENT, ClipAugment
+from unilvseg.data.augment import NO_AUGMENT, ClipAugment, make_augment
 from unilvseg.data.clips import ClipSampler
 from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
 from unilvseg.data.tracings import tracing_mask
@@ -268,7 +268,7 @@ class EchoNetDataModule(L.LightningDataModule):
         num_workers: int = 0,
         mean: Sequence[float] = ECHONET_MEAN,
         std: Sequence[float] = ECHONET_STD,
-        augment: bool | ClipAugment = True,
+        augment: bool | str | ClipAugment = True,
         external_dirs: Sequence[str | Path] = (),
         train_targets: ClipTargets | None = None,
         val_targets: ClipTargets | None = None,
@@ -296,7 +296,7 @@ class EchoNetDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.mean, self.std = tuple(mean), tuple(std)
-        self.augment = augment if isinstance(augment, ClipAugment) else (ClipAugment() if augment else NO_AUGMENT)
+        self.augment = make_augment(augment)
         self.external_dirs = [Path(d) for d in external_dirs]
         self.train_targets = train_targets
         self.val_targets = val_targets

@@ -48,7 +48,11 @@ SPECS: dict[str, NetworkSpec] = {
     "3d_unet_small": NetworkSpec(
         "published SimLVSeg UNet3DSmall: 2 residual units per stage (~11.3 M params)", UNET3D, encoder_units=(2,) * 5
     ),
-    "3d_unet_tiny": NetworkSpec("3D U-Net width 4, 1 residual unit per stage (tests/CI)", UNET3D, width=4, encoder_units=(1,) * 5),
+    # Not a published network: it keeps the 1x1x1 head, so label-free defaults and their measured
+    # figures (README) are unchanged.
+    "3d_unet_tiny": NetworkSpec(
+        "3D U-Net width 4, 1 residual unit per stage, 1x1x1 head (tests/CI)", UNET3D, width=4, encoder_units=(1,) * 5, top="conv_head"
+    ),
     # The earlier unilvseg variants (last decoder unit 32->16, then a 1x1x1 head): kept so that
     # checkpoints trained before 3d_unet became the published network still load and predict.
     "3d_unet_head": NetworkSpec(
@@ -56,9 +60,6 @@ SPECS: dict[str, NetworkSpec] = {
     ),
     "3d_unet_small_head": NetworkSpec(
         "3d_unet_small with the earlier unilvseg top (32->16 + 1x1x1 head)", UNET3D, encoder_units=(2,) * 5, top="conv_head"
-    ),
-    "3d_unet_tiny_head": NetworkSpec(
-        "3d_unet_tiny with the earlier unilvseg top (tests/CI)", UNET3D, width=4, encoder_units=(1,) * 5, top="conv_head"
     ),
     "monai_3d_unet": NetworkSpec("monai.networks.nets.UNet, spatial_dims 3, channels 16-256, 2 residual units", MONAI_UNET),
     "si_tiny": NetworkSpec(
@@ -205,7 +206,7 @@ def head_parameter_names(network: nn.Module) -> list[str]:
 
 #: Networks whose checkpoints from before the published top (unilvseg.models.unet3d.TOPS) carry
 #: ``head.weight`` as a 1x1x1 conv: they are rebuilt as these ``*_head`` variants.
-EARLIER_TOP = {"3d_unet": "3d_unet_head", "3d_unet_small": "3d_unet_small_head", "3d_unet_tiny": "3d_unet_tiny_head"}
+EARLIER_TOP = {"3d_unet": "3d_unet_head", "3d_unet_small": "3d_unet_small_head"}
 
 
 def encoder_of_state(encoder: str, state: dict) -> str:
