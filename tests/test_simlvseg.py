@@ -330,3 +330,88 @@ def test_augment_flag_accepts_published(tiny_phantom, tmp_path):
     assert batch["video"].shape[-1] == 16
     with pytest.raises(UserError, match="--augment"):
         EchoNetDataModule(tiny_phantom, scheme="weak", augment="strong")
+
+
+# -- SSL options and flags ---------------------------------------------------------------------
+MEAN, STD = [0.12741163, 0.1279413, 0.12912785], [0.19557191, 0.19562256, 0.1965878]
+
+
+def test_ssl_blank_raw_fills_hidden_frames_with_black_raw_pixels():
+    from unilvseg.tasks.ssl import TemporalMaskingTask, blank_frames, choose_masked_frames
+
+    task = TemporalMaskingTask(blank="raw", mean=MEAN, std=STD, encoder="3d_unet_tiny", frames=16)
+    video = torch.rand(2, 3, 8, 8, 16)
+    hidden = choose_masked_frames(2, 16, 10, torch.Generator().manual_seed(0))
+    blanked = blank_frames(video, hidden, task.blank_fill)
+    raw_black = (torch.zeros(3) - torch.tensor(MEAN)) / torch.tensor(STD)  # a 0-valued raw pixel, normalised
+    frames = blanked.permute(0, 4, 1, 2, 3)  # (B, T, C, H, W)
+    assert torch.allclose(frames[hidden], raw_black[None, :, None, None].expand_as(frames[hidden]))
+    assert torch.equal(frames[~hidden], video.permute(0, 4, 1, 2, 3)[~hidden])
+    assert abs(float(raw_black.mean()) + 0.65) < 0.01  # the "about -0.65"
+    normalised = TemporalMaskingTask(encoder="3d_unet_tiny", frames=16)
+    assert (blank_frames(video, hidden, normalised.blank_fill).permute(0, 4, 1, 2, 3)[hidden] == 0).all()
+    with pytest.raises(UserError, match="--ssl_blank"):
+        TemporalMaskingTask(blank="grey", encoder="3d_unet_tiny", frames=16)
+
+
+def test_random_reverse_plays_half_of_the_clips_backwards():
+    from unilvseg.tasks.ssl import reverse_clips
+
+    video = torch.arange(16, dtype=torch.float32).expand(4000, 1, 1, 1, 16)
+    out = reverse_clips(video, torch.Generator().manual_seed(0))
+    backwards = (out[:, 0, 0, 0, 0] == 15)
+    assert torch.equal(out[backwards], video[backwards].flip(-1)) and torch.equal(out[~backwards], video[~backwards])
+    assert abs(backwards.float().mean().item() - 0.5) < 4 * (0.25 / 4000) ** 0.5
+
+
+def _weak_checkpoint(tmp_path):
+    from unilvseg.tasks.weak import WeakSegmentationTask
+
+    torch.manual_seed(7)
+    weak = WeakSegmentationTask(encoder="3d_unet_tiny", frames=16)
+    path = tmp_path / "weak.ckpt"
+    torch.save({"state_dict": weak.state_dict(), "hyper_parameters": dict(weak.hparams), "unilvseg_task": weak.task_name}, path)
+    return weak, path
+
+
+def test_train_ssl_checkpoint_initialises_from_a_weak_run(tmp_path, tiny_phantom):
+    from unilvseg.cli.train import build_ssl, ssl_parser
+
+    weak, path = _weak_checkpoint(tmp_path)
+    args = ssl_parser().parse_args(["--data_path", str(tiny_phantom), "--encoder", "3d_unet_tiny", "--frames", "16", "--checkpoint", str(path)])
+    task, _ = build_ssl(args)
+    source = weak.network.state_dict()
+    loaded = task.transfer_report.loaded
+    assert len(loaded) == len(source) - len([n for n in source if n.startswith("head.")])
+    assert all(torch.equal(task.network.state_dict()[n], source[n]) for n in loaded)
+    resumed, _ = build_ssl(ssl_parser().parse_args(["--data_path", str(tiny_phantom), "--encoder", "3d_unet_tiny", "--frames", "16",
+                                                     "--checkpoint", str(path), "--resume", str(path)]))
+    assert not hasattr(resumed, "transfer_report")  # --resume restores the run's own state instead
+
+
+def test_pct_train_is_a_seeded_fraction_with_the_train_videos_rule(tiny_phantom):
+    from unilvseg.data.dataset import EchoNetDataModule
+
+    def train_names(**subset):
+        module = EchoNetDataModule(tiny_phantom, scheme="weak", frames=16, cache_dir=None, subset_seed=3, **subset)
+        return [r.file_name for r in module.records("train")]
+
+    everything = train_names()
+    fraction = 0.5
+    expected = int(len(everything) * fraction + 0.5)  # the published pct_train count
+    chosen = train_names(train_fraction=fraction)
+    assert len(chosen) == expected and set(chosen) < set(everything)
+    assert chosen == train_names(train_videos=expected)  # same subset rule as --train_videos
+    assert len(train_names(train_fraction=0.01)) == 1
+
+
+def test_weak_flags_are_checked(tmp_path, tiny_phantom, capsys):
+    from unilvseg.cli.train import main_weak
+
+    base = ["--data_path", str(tiny_phantom), "--encoder", "3d_unet_tiny", "--frames", "16", "--run_dir", str(tmp_path / "r")]
+    _, path = _weak_checkpoint(tmp_path)
+    for extra, message in ((["--pct_train", "0.5", "--train_videos", "2"], "--pct_train"), (["--pct_train", "1.5"], "--pct_train"),
+                           (["--checkpoint", str(path), "--pretrained_type", "decoder"], "--pretrained_type")):
+        assert main_weak(base + extra) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -59,7 +59,9 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     data.add_argument("--period", type=int, default=1, help="frame step inside a clip")
     data.add_argument("--batch_size", type=int, default=4)
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
-    data.add_argument("--augment", type=bool, default=True, help="rotation, pad-crop, brightness/contrast on training clips")
+    data.add_argument("--augment", type=bool | str, default=True,
+                      help="training-clip augmentation: true (= unilvseg: rotation +-20, shift +-12, brightness/contrast), "
+                      "published (SimLVSeg: ColorJitter 0.2 p=0.5, CLAHE p=0.5, rotation +-20, pad 124 + crop 112) or false")
     data.add_argument("--cache_dir", type=str | None, default="auto", help="decoded-frame cache (default: $UNILVSEG_CACHE/frames); null disables")
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", type=str, default="3d_unet_small", help="network: 3d_unet, 3d_unet_small, monai_3d_unet, 3d_unet_tiny or an smp encoder (super-image)")

@@ -32,6 +32,13 @@ def ssl_parser() -> ArgumentParser:
     group.add_argument("--loss_on", type=str, default="all", help="all (published) or masked frames only")
     group.add_argument("--external_dir", type=list[str], default=[], help="extra folders of unlabelled videos")
     group.add_argument("--reconstruction_weight", type=float, default=0.0, help="anatomical_position: add temporal-masking reconstruction (multi-task)")
+    group.add_argument("--ssl_blank", type=str, default="normalised",
+                       help="temporal masking: hidden frames are 0 after normalisation (normalised = the mean) or black raw frames "
+                       "(raw = -mean/std, as the published code)")
+    group.add_argument("--random_reverse", type=bool, default=False, help="temporal masking: play each clip backwards with p = 0.5 (published option)")
+    group.add_argument("--checkpoint", type=str | None, default=None,
+                       help="initialise the network from an SSL or weak checkpoint (unilvseg or published SimLVSeg), new optimiser and schedule; "
+                       "--resume continues a run exactly")
     group.add_argument("--along_bins", type=int, default=4, help="anatomical_position: position bins along the LV axis")
     group.add_argument("--across_bins", type=int, default=4, help="anatomical_position: position bins across the LV axis")
     parser.set_defaults(epochs=3)
@@ -45,6 +52,10 @@ def weak_parser() -> ArgumentParser:
     group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="dice and/or bce")
     group.add_argument("--labels", type=str, default="tracings", help="tracings, or pseudo for label-free training (see train_labelfree.py)")
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n labelled training videos (seeded subset)")
+    group.add_argument("--pct_train", type=float | None, default=None,
+                       help="use only this fraction (0-1] of the labelled training videos: round(fraction x n), same seeded subset rule as --train_videos")
+    group.add_argument("--pretrained_type", type=str, default="pl_full",
+                       help="with --checkpoint: pl_full (the whole network) or encoder (only the encoder's tensors)")
     return parser
 
 
@@ -147,7 +158,11 @@ def build_ssl(args: Namespace):
     if args.pretext not in PRETEXTS:
         raise UserError(f"--pretext {args.pretext!r}: expected one of {', '.join(PRETEXTS)}")
     if args.pretext == "temporal_masking":
-        task = TemporalMaskingTask(mask_ratio=args.mask_ratio, loss_on=args.loss_on, **network_kwargs(args))
+        task = TemporalMaskingTask(
+            mask_ratio=args.mask_ratio, loss_on=args.loss_on, blank=args.ssl_blank, mean=list(args.mean), std=list(args.std),
+            random_reverse=args.random_reverse, **network_kwargs(args),
+        )
+        _initialise_from(task, args)
         return task, build_datamodule(args, "ssl", external_dirs=args.external_dir)
     from unilvseg.tasks.anatomical import AnatomicalPositionTask
 
@@ -158,7 +173,17 @@ def build_ssl(args: Namespace):
         reconstruction_weight=args.reconstruction_weight,
         **network_kwargs(args),
     )
+    _initialise_from(task, args)
     return task, build_datamodule(args, "dense", external_dirs=args.external_dir, **task.data_targets())
+
+
+def _initialise_from(task, args: Namespace) -> None:
+    """train_ssl.py --checkpoint: start from another run's weights (SSL, weak or published) with a
+    fresh optimiser and schedule; not on --resume, which restores the run's own state."""
+    if args.checkpoint and not args.resume:
+        from unilvseg.tasks.transfer import load_pretrained
+
+        task.transfer_report = load_pretrained(task.network, args.checkpoint)
 
 
 def build_weak(args: Namespace):
@@ -167,8 +192,12 @@ def build_weak(args: Namespace):
     if args.labels != "tracings":
         raise UserError(f"--labels {args.labels!r}: train_weak.py trains from tracings; use --labels pseudo through train_labelfree.py")
     checkpoint = None if args.resume else args.checkpoint
-    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, **network_kwargs(args))
-    return task, build_datamodule(args, "weak", train_videos=args.train_videos, subset_seed=args.seed)
+    if args.train_videos is not None and args.pct_train is not None:
+        raise UserError("give --train_videos (a count) or --pct_train (a fraction), not both")
+    if args.pct_train is not None and not 0.0 < args.pct_train <= 1.0:
+        raise UserError(f"--pct_train must be in (0, 1], got {args.pct_train}")
+    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, pretrained_type=args.pretrained_type, **network_kwargs(args))
+    return task, build_datamodule(args, "weak", train_videos=args.train_videos, train_fraction=args.pct_train, subset_seed=args.seed)
 
 
 def _main(argv, parser_factory, kind, build) -> int:

@@ -252,7 +252,8 @@ class EchoNetDataModule(L.LightningDataModule):
 
     ``data_path=None`` uses the built-in phantom (generated once into the cache folder).
     ``external_dirs`` add plain folders of unlabelled videos to self-supervised training.
-    ``train_videos`` keeps the first n training videos of a seeded shuffle (low-label studies).
+    ``train_videos`` keeps the first n training videos of a seeded shuffle (low-label studies);
+    ``train_fraction`` (``--pct_train``) keeps ``int(n_train * fraction + 0.5)`` of them by the same rule.
     ``seed`` (the CLIs pass ``--seed``) makes batch order, clip placement and augmentation a
     function of (seed, epoch, item), so resumed runs repeat an uninterrupted run bit for bit;
     None keeps drawing them from torch's global generator.
@@ -274,6 +275,7 @@ class EchoNetDataModule(L.LightningDataModule):
         val_targets: ClipTargets | None = None,
         train_videos: int | None = None,
         subset_seed: int = 0,
+        train_fraction: float | None = None,
         cache_dir: str | Path | None = "auto",
         size: tuple[int, int] = (112, 112),
         seed: int | None = None,
@@ -301,6 +303,7 @@ class EchoNetDataModule(L.LightningDataModule):
         self.train_targets = train_targets
         self.val_targets = val_targets
         self.train_videos = train_videos
+        self.train_fraction = train_fraction
         self.subset_seed = subset_seed
         self.size = tuple(size)
         self.seed = seed
@@ -334,11 +337,15 @@ class EchoNetDataModule(L.LightningDataModule):
             if self.scheme == "ssl":
                 for folder in self.external_dirs:
                     records = records + index_video_folder(folder).records
-            if self.train_videos is not None:
-                if self.train_videos < 1:
-                    raise UserError(f"--train_videos must be >= 1, got {self.train_videos}")
+            keep = self.train_videos
+            if self.train_fraction is not None:
+                # The published pct_train rule: int(n * fraction + 0.5) videos; at least one.
+                keep = max(1, int(len(records) * self.train_fraction + 0.5))
+            if keep is not None:
+                if keep < 1:
+                    raise UserError(f"--train_videos must be >= 1, got {keep}")
                 order = np.random.default_rng(self.subset_seed).permutation(len(records))
-                records = [records[i] for i in sorted(order[: self.train_videos])]
+                records = [records[i] for i in sorted(order[:keep])]
         if not records:
             raise DataError(f"{self.root}: split {split!r} has no usable videos for {self.scheme} training")
         return records
