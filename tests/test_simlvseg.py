@@ -415,3 +415,53 @@ def test_weak_flags_are_checked(tmp_path, tiny_phantom, capsys):
         assert main_weak(base + extra) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# -- presets shipped in the package ------------------------------------------------------------
+PRESETS = {"ssl_3d": "ssl", "weak_3d": "weak", "ssl_si": "ssl", "weak_si": "weak"}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_parses_to_its_file_from_any_folder(name, tmp_path, monkeypatch):
+    import yaml
+
+    from unilvseg.cli.common import PACKAGED_CONFIGS, resolve_config_paths
+    from unilvseg.cli.train import ssl_parser, weak_parser
+
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: the packaged preset must be found
+    parser = ssl_parser() if PRESETS[name] == "ssl" else weak_parser()
+    args = parser.parse_args(resolve_config_paths(["--config", f"configs/simlvseg/{name}.yaml"]))
+    written = yaml.safe_load((PACKAGED_CONFIGS / "simlvseg" / f"{name}.yaml").read_text())
+    for key, value in written.items():
+        assert args[key] == value, key
+    assert args.batch_size == 16 and args.val_check_interval == 0.25 and args.amsgrad is True
+    assert args.epochs == (100 if name.startswith("ssl") else 70)
+    # A user's own file of the same relative path wins over the preset.
+    (tmp_path / "configs" / "simlvseg").mkdir(parents=True)
+    (tmp_path / "configs" / "simlvseg" / f"{name}.yaml").write_text("epochs: 2\n")
+    assert parser.parse_args(resolve_config_paths(["--config", f"configs/simlvseg/{name}.yaml"])).epochs == 2
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_starts_a_run(name, tmp_path, tiny_phantom):
+    import yaml
+
+    from unilvseg.cli.train import main_ssl, main_weak
+
+    network = ["--encoder", "si_tiny"] if name.endswith("_si") else ["--encoder", "3d_unet_tiny"]
+    tiny = ["--data_path", str(tiny_phantom), *network, "--frames", "16", "--batch_size", "2", "--num_workers", "0",
+            "--epochs", "1", "--limit_train_batches", "1", "--limit_val_batches", "1", "--val_check_interval", "1.0",
+            "--run_dir", str(tmp_path / "run"), "--progress_bar", "false", "--cache_dir", "null"]
+    main = main_ssl if PRESETS[name] == "ssl" else main_weak
+    assert main(["--config", f"configs/simlvseg/{name}.yaml", *tiny]) == 0
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["augment"] == "published" and config["amsgrad"] is True and config["seed"] == 42
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    optimiser = checkpoint["optimizer_states"][0]["param_groups"][0]
+    assert optimiser["lr"] == pytest.approx(3e-4) and optimiser["amsgrad"] is True
+    if PRESETS[name] == "ssl":
+        assert tuple(optimiser["betas"]) == (0.9, 0.95) and optimiser["weight_decay"] == pytest.approx(1e-3)
+        assert checkpoint["lr_schedulers"] == [] and checkpoint["hyper_parameters"]["blank"] == "raw"
+    else:
+        assert optimiser["weight_decay"] == pytest.approx(1e-5)
+        assert checkpoint["lr_schedulers"][0]["milestones"] == {45: 1, 60: 1}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser
 
@@ -90,3 +91,43 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     trainer.add_argument("--accumulate_grad_batches", type=int, default=1)
     trainer.add_argument("--gradient_clip_val", type=float | None, default=None)
     return parser
+
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def packaged_config(path: str) -> Path | None:
+    """The preset shipped in the package for ``--config path`` (``configs/simlvseg/ssl_3d.yaml``,
+    ``simlvseg/ssl_3d.yaml`` or ``simlvseg/ssl_3d``), or None."""
+    relative = Path(path)
+    if relative.is_absolute():
+        return None
+    parts = relative.parts[1:] if relative.parts[:1] == ("configs",) else relative.parts
+    for candidate in (PACKAGED_CONFIGS.joinpath(*parts), PACKAGED_CONFIGS.joinpath(*parts).with_suffix(".yaml")):
+        if parts and candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_config_paths(argv: list[str]) -> list[str]:
+    """``--config X``: a file the user has wins; otherwise a preset shipped in the package
+    (``unilvseg/configs/``); otherwise X is left for the parser to report."""
+    resolved = list(argv)
+    for i, value in enumerate(resolved):
+        name, _, inline = value.partition("=")
+        if name != "--config":
+            continue
+        target = inline if inline else (resolved[i + 1] if i + 1 < len(resolved) else None)
+        if target is None or Path(target).exists():
+            continue
+        preset = packaged_config(target)
+        if preset is not None:
+            if inline:
+                resolved[i] = f"--config={preset}"
+            else:
+                resolved[i + 1] = str(preset)
+    return resolved
+
+
+def list_presets() -> list[str]:
+    return sorted(str(p.relative_to(PACKAGED_CONFIGS.parent)) for p in PACKAGED_CONFIGS.rglob("*.yaml"))

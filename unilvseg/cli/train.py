@@ -16,12 +16,23 @@ from typing import Callable
 
 from jsonargparse import ArgumentParser, Namespace
 
-from unilvseg.cli.common import base_parser, resolve_precision, setup_logging  # noqa: F401 - re-exported
+from unilvseg.cli.common import base_parser, resolve_config_paths, resolve_precision, setup_logging  # noqa: F401 - re-exported
 from unilvseg.errors import NonFiniteLossError, UserError
 
 log = logging.getLogger("unilvseg")
 
 PRETEXTS = ("temporal_masking", "anatomical_position")
+
+
+def add_schedule_flags(parser: ArgumentParser) -> None:
+    """Optimiser and schedule options of the published modules (train_ssl.py / train_weak.py)."""
+    group = parser.add_argument_group("optimiser and schedule")
+    group.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.999], help="AdamW betas")
+    group.add_argument("--amsgrad", type=bool, default=False, help="AdamW amsgrad variant (the published modules use it)")
+    group.add_argument("--schedule", type=str, default="warmup_cosine",
+                       help="learning rate: warmup_cosine, constant (published SSL) or multistep (published weak: --milestones, --gamma)")
+    group.add_argument("--milestones", type=list[int], default=[], help="multistep: epochs at which the rate is multiplied by --gamma")
+    group.add_argument("--gamma", type=float, default=0.1, help="multistep: factor at each milestone")
 
 
 def ssl_parser() -> ArgumentParser:
@@ -42,6 +53,7 @@ def ssl_parser() -> ArgumentParser:
     group.add_argument("--along_bins", type=int, default=4, help="anatomical_position: position bins along the LV axis")
     group.add_argument("--across_bins", type=int, default=4, help="anatomical_position: position bins across the LV axis")
     parser.set_defaults(epochs=3)
+    add_schedule_flags(parser)
     return parser
 
 
@@ -56,6 +68,7 @@ def weak_parser() -> ArgumentParser:
                        help="use only this fraction (0-1] of the labelled training videos: round(fraction x n), same seeded subset rule as --train_videos")
     group.add_argument("--pretrained_type", type=str, default="pl_full",
                        help="with --checkpoint: pl_full (the whole network) or encoder (only the encoder's tensors)")
+    add_schedule_flags(parser)
     return parser
 
 
@@ -86,7 +99,11 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
 
 
 def network_kwargs(args: Namespace) -> dict:
-    return dict(encoder=args.encoder, frames=args.frames, width=args.width, encoder_weights=args.encoder_weights, lr=args.lr, weight_decay=args.weight_decay)
+    return dict(
+        encoder=args.encoder, frames=args.frames, width=args.width, encoder_weights=args.encoder_weights, lr=args.lr,
+        weight_decay=args.weight_decay, betas=list(args.betas), amsgrad=args.amsgrad, schedule=args.schedule,
+        milestones=list(args.milestones), gamma=args.gamma,
+    )
 
 
 def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentParser) -> int:
@@ -205,7 +222,7 @@ def _main(argv, parser_factory, kind, build) -> int:
     parser = parser_factory()
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(_with_run_config(argv, parser))
+        args = parser.parse_args(_with_run_config(resolve_config_paths(argv), parser))
         return run_training(args, kind, build, parser)
     except (UserError, NonFiniteLossError) as error:
         # A diverged run is the user's to fix (learning rate, data), not a bug: no traceback.
