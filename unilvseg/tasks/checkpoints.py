@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ from unilvseg.tasks import TASKS
 from unilvseg.tasks.transfer import network_state, read_checkpoint
 
 SEGMENTATION_TASKS = ("weak_segmentation", "label_free")
+log = logging.getLogger("unilvseg")
 
 
 PUBLISHED_FRAMES = 32  # the published scripts' --frames default
@@ -52,13 +54,19 @@ def load_task(path: str | Path, expect: tuple[str, ...] | None = SEGMENTATION_TA
             f"--checkpoint {path}: weights do not fit the {hparams.get('encoder')} network "
             f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
         )
+    _check_finite(task, path)
+    if frames is not None and frames != hparams.get("frames"):
+        log.warning("--frames %d ignored: %s is a unilvseg checkpoint of %s-frame clips", frames, path, hparams.get("frames"))
+    task.data_settings = dict(checkpoint.get("unilvseg_data", {}))
+    task.eval()
+    return task
+
+
+def _check_finite(task, path) -> None:
     bad = [name for name, tensor in task.network.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
     if bad:
         # A diverged run's weights give all-background or all-LV masks that look like results.
         raise UserError(f"--checkpoint {path}: non-finite (NaN/inf) weights in {len(bad)} tensor(s), e.g. {bad[0]}; the run diverged")
-    task.data_settings = dict(checkpoint.get("unilvseg_data", {}))
-    task.eval()
-    return task
 
 
 def _load_published(path, checkpoint: dict, frames: int):
@@ -75,6 +83,8 @@ def _load_published(path, checkpoint: dict, frames: int):
         task.network.load_state_dict(network_state(checkpoint), strict=True)
     except RuntimeError as error:
         raise UserError(f"--checkpoint {path}: published SimLVSeg weights do not fit {settings['encoder']} ({error})") from None
+    _check_finite(task, path)
+    log.info("%s: published SimLVSeg checkpoint, %s, %d-frame clips (--frames)", path, settings["encoder"], frames)
     task.data_settings = {}
     task.eval()
     return task
