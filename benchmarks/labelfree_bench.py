@@ -257,7 +257,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from unilvseg.cli.train import setup_logging
+    from unilvseg.cli.common import setup_logging
 
     setup_logging()
     args, passthrough = build_parser().parse_known_args(argv)

@@ -55,7 +55,9 @@ def test_full_3d_unet_has_the_published_size_and_stage_layout():
     assert abs(count - 18.8e6) / 18.8e6 < 0.05
     assert [len(stage) for stage in network.encoder] == [2, 3, 4, 6, 3]
     assert [stage[-1].conv.unit1.conv.out_channels for stage in network.encoder] == [16, 32, 64, 128, 256]
-    assert isinstance(network.head, torch.nn.Conv3d) and network.head.kernel_size == (1, 1, 1)
+    # The published top: one residual unit 32 -> 1 whose last conv has no norm/activation.
+    assert network.head.conv.unit0.conv.in_channels == 32 and network.head.conv.unit1.conv.out_channels == 1
+    assert not hasattr(network.head.conv.unit1, "adn")
     small = build_network("3d_unet_small")
     assert [len(stage) for stage in small.encoder] == [2] * 5
     assert n_parameters(small) < count

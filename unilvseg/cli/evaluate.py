@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/); default: the one predict.py "
         "recorded in PREDICTION_DIR/run.json",
     )
-    parser.add_argument("--prediction_dir", required=True, help="folder written by predict.py (masks/, PNGs, volumes.csv)")
+    parser.add_argument("--prediction_dir", required=True, nargs="+",
+                        help="folder written by predict.py (masks/, PNGs, volumes.csv); several folders are each evaluated "
+                        "into OUTPUT_DIR/<folder name>/ (for --table)")
     parser.add_argument("--output_dir", required=True, help="where <split>_dice.csv, log.csv and summary.json go")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"], type=str.lower)
     parser.add_argument("--samples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
@@ -41,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip (and count) videos whose traced-frame predictions are missing or wrongly sized instead of failing",
     )
+    parser.add_argument("--compare", default=None, metavar="OTHER_PREDICTION_DIR",
+                        help="paired comparison: Dice difference (this - other; overall, ED, ES) on the same videos and the "
+                        "same bootstrap resamples, with its interval and the fraction of resamples <= 0 (log.csv, summary.json)")
+    parser.add_argument("--table", default=None, choices=["md", "latex"],
+                        help="also write a paper table of the Dice of every --prediction_dir (OUTPUT_DIR/table.md or table.tex)")
     return parser
 
 
@@ -56,31 +63,59 @@ def recorded_data_dir(prediction_dir: str) -> str:
     return data_path
 
 
+def _output_dirs(prediction_dirs: list[str], output_dir: str) -> list[Path]:
+    """One folder: OUTPUT_DIR itself. Several: OUTPUT_DIR/<folder name> (numbered when names repeat)."""
+    if len(prediction_dirs) == 1:
+        return [Path(output_dir)]
+    seen: dict[str, int] = {}
+    outputs = []
+    for folder in prediction_dirs:
+        name = Path(folder).resolve().name or "predictions"
+        seen[name] = seen.get(name, 0) + 1
+        outputs.append(Path(output_dir) / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
+    return outputs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from unilvseg.cli.train import setup_logging
+    from unilvseg.cli.common import setup_logging
 
     setup_logging()
     try:
         from unilvseg.evaluation.evaluate import evaluate_predictions
 
-        summary = evaluate_predictions(
-            args.data_dir or recorded_data_dir(args.prediction_dir),
-            args.prediction_dir,
-            args.output_dir,
-            split=args.split,
-            samples=args.samples,
-            ci=args.ci,
-            seed=args.seed,
-            reference=args.reference,
-            plots=args.plots,
-            allow_missing=args.allow_missing,
-        )
+        summaries = []
+        for prediction_dir, output_dir in zip(args.prediction_dir, _output_dirs(args.prediction_dir, args.output_dir)):
+            summary = evaluate_predictions(
+                args.data_dir or recorded_data_dir(prediction_dir),
+                prediction_dir,
+                output_dir,
+                split=args.split,
+                samples=args.samples,
+                ci=args.ci,
+                seed=args.seed,
+                reference=args.reference,
+                plots=args.plots,
+                allow_missing=args.allow_missing,
+                compare=args.compare,
+            )
+            summaries.append(summary)
+            if len(args.prediction_dir) > 1:
+                print(f"== {prediction_dir}")
+            print("\n".join(summary["log_lines"]))
+            print(f"wrote {output_dir}/log.csv, summary.json, {args.split}_dice.csv")
+        if args.table:
+            from unilvseg.evaluation.compare import paper_table
+            from unilvseg.io import write_text
+
+            table = paper_table(summaries, [Path(d).resolve().name for d in args.prediction_dir], args.table)
+            path = Path(args.output_dir) / ("table.md" if args.table == "md" else "table.tex")
+            write_text(table, path)
+            print(table, end="")
+            print(f"wrote {path}")
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print("\n".join(summary["log_lines"]))
-    print(f"wrote {args.output_dir}/log.csv, summary.json, {args.split}_dice.csv")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
 
-from unilvseg.cli.train import base_parser, resolve_precision, setup_logging
+from unilvseg.cli.common import base_parser, resolve_precision, setup_logging
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+from jsonargparse import ArgumentParser, Namespace
 
+from unilvseg.cli.common import base_parser, resolve_config_paths, resolve_precision, setup_logging  # noqa: F401 - re-exported
 from unilvseg.errors import NonFiniteLossError, UserError
 
 log = logging.getLogger("unilvseg")
@@ -23,81 +24,15 @@ log = logging.getLogger("unilvseg")
 PRETEXTS = ("temporal_masking", "anatomical_position")
 
 
-class _CurrentStderrHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stderr`` is at the time of the message, not at set-up (pytest,
-    notebooks and embedding applications swap it; a stale, closed stream would fail to log)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-def resolve_precision(precision: str | None, accelerator: str | None) -> str:
-    """``--precision auto`` -> what the hardware runs fast (unilvseg.hardware); anything else as given."""
-    if precision in (None, "auto"):
-        from unilvseg.hardware import default_precision
-
-        chosen = default_precision(accelerator)
-        log.info("precision: %s (--precision auto)", chosen)
-        return chosen
-    return precision
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logger = logging.getLogger("unilvseg")
-    if not logger.handlers:
-        handler = _CurrentStderrHandler()
-        handler.setFormatter(logging.Formatter("[unilvseg] %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
-def base_parser(prog: str, description: str) -> ArgumentParser:
-    from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
-
-    parser = ArgumentParser(prog=prog, description=description, default_env=False)
-    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these flags")
-    data = parser.add_argument_group("data")
-    data.add_argument("--data_path", type=str | None, default=None, help="EchoNet-Dynamic folder (default: built-in phantom, generated once into the cache)")
-    data.add_argument("--mean", type=float, nargs=3, default=list(ECHONET_MEAN), help="per-channel mean of [0,1] pixels")
-    data.add_argument("--std", type=float, nargs=3, default=list(ECHONET_STD), help="per-channel std of [0,1] pixels")
-    data.add_argument("--frames", type=int, default=32, help="clip length T")
-    data.add_argument("--period", type=int, default=1, help="frame step inside a clip")
-    data.add_argument("--batch_size", type=int, default=4)
-    data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
-    data.add_argument("--augment", type=bool, default=True, help="rotation, pad-crop, brightness/contrast on training clips")
-    data.add_argument("--cache_dir", type=str | None, default="auto", help="decoded-frame cache (default: $UNILVSEG_CACHE/frames); null disables")
-    model = parser.add_argument_group("model")
-    model.add_argument("--encoder", type=str, default="3d_unet_small", help="network: 3d_unet, 3d_unet_small, monai_3d_unet, 3d_unet_tiny or an smp encoder (super-image)")
-    model.add_argument("--width", type=int | None, default=None, help="base channel width override (tiny models)")
-    model.add_argument("--encoder_weights", type=str | None, default=None, help="local weights file for a super-image encoder (no downloads)")
-    optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--lr", type=float, default=1e-3)
-    optim.add_argument("--weight_decay", type=float, default=1e-4)
-    optim.add_argument("--epochs", type=int, default=5)
-    optim.add_argument("--seed", type=int, default=0)
-    run = parser.add_argument_group("run")
-    run.add_argument("--run_dir", type=str | None, default=None, help="output folder (default runs/<kind>/<timestamp>)")
-    run.add_argument("--resume", type=str | None, default=None, help="last.ckpt of an interrupted run of the same kind")
-    run.add_argument("--logger", type=str, default="csv", help="csv, tensorboard or wandb (offline without a key)")
-    run.add_argument("--progress_bar", type=bool, default=True)
-    trainer = parser.add_argument_group("Lightning Trainer pass-through")
-    trainer.add_argument("--accelerator", type=str, default="auto")
-    trainer.add_argument("--devices", type=str, default="auto")
-    trainer.add_argument("--strategy", type=str, default="auto")
-    trainer.add_argument("--precision", type=str, default="auto", help="auto (bf16-mixed on a GPU with bf16, else 32-true), 32-true, bf16-mixed (also on CPU: faster where bf16 is native), 16-mixed")
-    trainer.add_argument("--val_check_interval", type=float | int, default=1.0)
-    trainer.add_argument("--limit_train_batches", type=float | int | None, default=None)
-    trainer.add_argument("--limit_val_batches", type=float | int | None, default=None)
-    trainer.add_argument("--max_steps", type=int, default=-1)
-    trainer.add_argument("--max_time", type=str | None, default=None, help="wall-clock budget, DD:HH:MM:SS")
-    trainer.add_argument("--accumulate_grad_batches", type=int, default=1)
-    trainer.add_argument("--gradient_clip_val", type=float | None, default=None)
-    return parser
+def add_schedule_flags(parser: ArgumentParser) -> None:
+    """Optimiser and schedule options of the published modules (train_ssl.py / train_weak.py)."""
+    group = parser.add_argument_group("optimiser and schedule")
+    group.add_argument("--betas", type=float, nargs=2, default=[0.9, 0.999], help="AdamW betas")
+    group.add_argument("--amsgrad", type=bool, default=False, help="AdamW amsgrad variant (the published modules use it)")
+    group.add_argument("--schedule", type=str, default="warmup_cosine",
+                       help="learning rate: warmup_cosine, constant (published SSL) or multistep (published weak: --milestones, --gamma)")
+    group.add_argument("--milestones", type=list[int], default=[], help="multistep: epochs at which the rate is multiplied by --gamma")
+    group.add_argument("--gamma", type=float, default=0.1, help="multistep: factor at each milestone")
 
 
 def ssl_parser() -> ArgumentParser:
@@ -108,9 +43,17 @@ def ssl_parser() -> ArgumentParser:
     group.add_argument("--loss_on", type=str, default="all", help="all (published) or masked frames only")
     group.add_argument("--external_dir", type=list[str], default=[], help="extra folders of unlabelled videos")
     group.add_argument("--reconstruction_weight", type=float, default=0.0, help="anatomical_position: add temporal-masking reconstruction (multi-task)")
+    group.add_argument("--ssl_blank", type=str, default="normalised",
+                       help="temporal masking: hidden frames are 0 after normalisation (normalised = the mean) or black raw frames "
+                       "(raw = -mean/std, as the published code)")
+    group.add_argument("--random_reverse", type=bool, default=False, help="temporal masking: play each clip backwards with p = 0.5 (published option)")
+    group.add_argument("--checkpoint", type=str | None, default=None,
+                       help="initialise the network from an SSL or weak checkpoint (unilvseg or published SimLVSeg), new optimiser and schedule; "
+                       "--resume continues a run exactly")
     group.add_argument("--along_bins", type=int, default=4, help="anatomical_position: position bins along the LV axis")
     group.add_argument("--across_bins", type=int, default=4, help="anatomical_position: position bins across the LV axis")
     parser.set_defaults(epochs=3)
+    add_schedule_flags(parser)
     return parser
 
 
@@ -121,6 +64,11 @@ def weak_parser() -> ArgumentParser:
     group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="dice and/or bce")
     group.add_argument("--labels", type=str, default="tracings", help="tracings, or pseudo for label-free training (see train_labelfree.py)")
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n labelled training videos (seeded subset)")
+    group.add_argument("--pct_train", type=float | None, default=None,
+                       help="use only this fraction (0-1] of the labelled training videos: round(fraction x n), same seeded subset rule as --train_videos")
+    group.add_argument("--pretrained_type", type=str, default="pl_full",
+                       help="with --checkpoint: pl_full (the whole network) or encoder (only the encoder's tensors)")
+    add_schedule_flags(parser)
     return parser
 
 
@@ -151,7 +99,11 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
 
 
 def network_kwargs(args: Namespace) -> dict:
-    return dict(encoder=args.encoder, frames=args.frames, width=args.width, encoder_weights=args.encoder_weights, lr=args.lr, weight_decay=args.weight_decay)
+    return dict(
+        encoder=args.encoder, frames=args.frames, width=args.width, encoder_weights=args.encoder_weights, lr=args.lr,
+        weight_decay=args.weight_decay, betas=list(args.betas), amsgrad=args.amsgrad, schedule=args.schedule,
+        milestones=list(args.milestones), gamma=args.gamma,
+    )
 
 
 def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentParser) -> int:
@@ -223,7 +175,11 @@ def build_ssl(args: Namespace):
     if args.pretext not in PRETEXTS:
         raise UserError(f"--pretext {args.pretext!r}: expected one of {', '.join(PRETEXTS)}")
     if args.pretext == "temporal_masking":
-        task = TemporalMaskingTask(mask_ratio=args.mask_ratio, loss_on=args.loss_on, **network_kwargs(args))
+        task = TemporalMaskingTask(
+            mask_ratio=args.mask_ratio, loss_on=args.loss_on, blank=args.ssl_blank, mean=list(args.mean), std=list(args.std),
+            random_reverse=args.random_reverse, **network_kwargs(args),
+        )
+        _initialise_from(task, args)
         return task, build_datamodule(args, "ssl", external_dirs=args.external_dir)
     from unilvseg.tasks.anatomical import AnatomicalPositionTask
 
@@ -234,7 +190,17 @@ def build_ssl(args: Namespace):
         reconstruction_weight=args.reconstruction_weight,
         **network_kwargs(args),
     )
+    _initialise_from(task, args)
     return task, build_datamodule(args, "dense", external_dirs=args.external_dir, **task.data_targets())
+
+
+def _initialise_from(task, args: Namespace) -> None:
+    """train_ssl.py --checkpoint: start from another run's weights (SSL, weak or published) with a
+    fresh optimiser and schedule; not on --resume, which restores the run's own state."""
+    if args.checkpoint and not args.resume:
+        from unilvseg.tasks.transfer import load_pretrained
+
+        task.transfer_report = load_pretrained(task.network, args.checkpoint)
 
 
 def build_weak(args: Namespace):
@@ -243,8 +209,12 @@ def build_weak(args: Namespace):
     if args.labels != "tracings":
         raise UserError(f"--labels {args.labels!r}: train_weak.py trains from tracings; use --labels pseudo through train_labelfree.py")
     checkpoint = None if args.resume else args.checkpoint
-    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, **network_kwargs(args))
-    return task, build_datamodule(args, "weak", train_videos=args.train_videos, subset_seed=args.seed)
+    if args.train_videos is not None and args.pct_train is not None:
+        raise UserError("give --train_videos (a count) or --pct_train (a fraction), not both")
+    if args.pct_train is not None and not 0.0 < args.pct_train <= 1.0:
+        raise UserError(f"--pct_train must be in (0, 1], got {args.pct_train}")
+    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, pretrained_type=args.pretrained_type, **network_kwargs(args))
+    return task, build_datamodule(args, "weak", train_videos=args.train_videos, train_fraction=args.pct_train, subset_seed=args.seed)
 
 
 def _main(argv, parser_factory, kind, build) -> int:
@@ -252,7 +222,7 @@ def _main(argv, parser_factory, kind, build) -> int:
     parser = parser_factory()
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        args = parser.parse_args(_with_run_config(argv, parser))
+        args = parser.parse_args(_with_run_config(resolve_config_paths(argv), parser))
         return run_training(args, kind, build, parser)
     except (UserError, NonFiniteLossError) as error:
         # A diverged run is the user's to fix (learning rate, data), not a bug: no traceback.

@@ -110,8 +110,13 @@ class ClipAugment:
         stacked once as ``H x W x (T*C)`` (the layout OpenCV warps and, viewed as (H, W, T, C),
         one permute from the network's): interleaved, warped and written as float once each.
         """
-        n_frames, height, width, channels = frames.shape
         transform = self.draw(rng) if self.enabled else Transform()
+        return self._clip_from_frames(frames, masks, transform)
+
+    @staticmethod
+    def _clip_from_frames(frames: np.ndarray, masks: np.ndarray | None, transform) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Warp uint8 frames and masks by ``transform`` (anything with moves/matrix/gain/offset)."""
+        n_frames, height, width, channels = frames.shape
         # (H, W, T*C): cv2.merge interleaves the frames' channels 2x faster than a numpy transpose.
         stacked = cv2.merge(list(frames)) if n_frames * channels <= _MAX_CHANNELS else frames.transpose(1, 2, 0, 3)
         stacked = np.ascontiguousarray(stacked).reshape(height, width, n_frames * channels)
@@ -119,7 +124,7 @@ class ClipAugment:
             matrix = transform.matrix(height, width)
             stacked = warp_stack(stacked, matrix)
             if masks is not None:
-                masks = self._warp_masks(masks, matrix)
+                masks = ClipAugment._warp_masks(masks, matrix)
         pixels = torch.from_numpy(stacked).view(height, width, n_frames, channels).permute(3, 0, 1, 2)
         clip = torch.empty((channels, height, width, n_frames), dtype=torch.float32)
         clip.copy_(pixels).mul_(transform.gain / 255.0)
@@ -160,3 +165,24 @@ class ClipAugment:
 
 
 NO_AUGMENT = ClipAugment(rotation=0.0, pad=0, brightness=0.0, contrast=0.0)
+
+
+AUGMENTATIONS = ("unilvseg", "published", "none")
+
+
+def make_augment(value):
+    """``--augment``: true/"unilvseg" (ClipAugment), "published"
+    (unilvseg.data.published_augment.PublishedAugment), false/"none"."""
+    from unilvseg.data.published_augment import PublishedAugment
+
+    if isinstance(value, (ClipAugment, PublishedAugment)):
+        return value
+    if value is True or value == "unilvseg":
+        return ClipAugment()
+    if value is False or value is None or value == "none":
+        return NO_AUGMENT
+    if value == "published":
+        return PublishedAugment()
+    from unilvseg.errors import UserError
+
+    raise UserError(f"--augment {value!r}: expected one of true, false, {', '.join(AUGMENTATIONS)}")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from unilvseg.data.augment import NO_AUGMENT, ClipAugment
+from unilvseg.data.augment import NO_AUGMENT, ClipAugment, make_augment
 from unilvseg.data.clips import ClipSampler
 from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
 from unilvseg.data.tracings import tracing_mask
@@ -252,7 +252,8 @@ class EchoNetDataModule(L.LightningDataModule):
 
     ``data_path=None`` uses the built-in phantom (generated once into the cache folder).
     ``external_dirs`` add plain folders of unlabelled videos to self-supervised training.
-    ``train_videos`` keeps the first n training videos of a seeded shuffle (low-label studies).
+    ``train_videos`` keeps the first n training videos of a seeded shuffle (low-label studies);
+    ``train_fraction`` (``--pct_train``) keeps ``int(n_train * fraction + 0.5)`` of them by the same rule.
     ``seed`` (the CLIs pass ``--seed``) makes batch order, clip placement and augmentation a
     function of (seed, epoch, item), so resumed runs repeat an uninterrupted run bit for bit;
     None keeps drawing them from torch's global generator.
@@ -268,12 +269,13 @@ class EchoNetDataModule(L.LightningDataModule):
         num_workers: int = 0,
         mean: Sequence[float] = ECHONET_MEAN,
         std: Sequence[float] = ECHONET_STD,
-        augment: bool | ClipAugment = True,
+        augment: bool | str | ClipAugment = True,
         external_dirs: Sequence[str | Path] = (),
         train_targets: ClipTargets | None = None,
         val_targets: ClipTargets | None = None,
         train_videos: int | None = None,
         subset_seed: int = 0,
+        train_fraction: float | None = None,
         cache_dir: str | Path | None = "auto",
         size: tuple[int, int] = (112, 112),
         seed: int | None = None,
@@ -296,11 +298,12 @@ class EchoNetDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.mean, self.std = tuple(mean), tuple(std)
-        self.augment = augment if isinstance(augment, ClipAugment) else (ClipAugment() if augment else NO_AUGMENT)
+        self.augment = make_augment(augment)
         self.external_dirs = [Path(d) for d in external_dirs]
         self.train_targets = train_targets
         self.val_targets = val_targets
         self.train_videos = train_videos
+        self.train_fraction = train_fraction
         self.subset_seed = subset_seed
         self.size = tuple(size)
         self.seed = seed
@@ -334,11 +337,15 @@ class EchoNetDataModule(L.LightningDataModule):
             if self.scheme == "ssl":
                 for folder in self.external_dirs:
                     records = records + index_video_folder(folder).records
-            if self.train_videos is not None:
-                if self.train_videos < 1:
-                    raise UserError(f"--train_videos must be >= 1, got {self.train_videos}")
+            keep = self.train_videos
+            if self.train_fraction is not None:
+                # The published pct_train rule: int(n * fraction + 0.5) videos; at least one.
+                keep = max(1, int(len(records) * self.train_fraction + 0.5))
+            if keep is not None:
+                if keep < 1:
+                    raise UserError(f"--train_videos must be >= 1, got {keep}")
                 order = np.random.default_rng(self.subset_seed).permutation(len(records))
-                records = [records[i] for i in sorted(order[: self.train_videos])]
+                records = [records[i] for i in sorted(order[:keep])]
         if not records:
             raise DataError(f"{self.root}: split {split!r} has no usable videos for {self.scheme} training")
         return records

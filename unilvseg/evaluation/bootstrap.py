@@ -206,3 +206,89 @@ def bootstrap_mean(
     else:
         low, high = (float(v) for v in percentile_interval(stats, ci))
     return Interval(float(values.mean()), low, high)
+
+
+@dataclass(frozen=True)
+class PairedInterval:
+    """Difference of a statistic between two models on the same resamples."""
+
+    difference: float
+    low: float
+    high: float
+    fraction_not_above_zero: float  # share of resamples whose difference is <= 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"difference": self.difference, "low": self.low, "high": self.high, "fraction_le_0": self.fraction_not_above_zero}
+
+
+def paired_bootstrap_dice(
+    counts_a: tuple[np.ndarray, np.ndarray, np.ndarray],
+    counts_b: tuple[np.ndarray, np.ndarray, np.ndarray],
+    samples: int = 10_000,
+    rng: np.random.Generator | None = None,
+    ci: float = 0.95,
+    convention: str = VIDEO,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> dict[str, PairedInterval]:
+    """Dice(A) − Dice(B) for ``overall``, ``ed`` and ``es`` with bootstrap intervals, where both
+    models are scored on the very same resamples of the same videos (a paired bootstrap).
+
+    ``counts_*`` are ``(intersection, pred_sum, true_sum)``, each ``(n_videos, 2)`` (ED, ES),
+    rows in the same video order. The resamples are drawn exactly as :func:`bootstrap_dice`
+    draws them from the same ``rng`` state (``convention="video"``: one set for all three
+    statistics; ``"echonet-reference"``: one per statistic, overall over the 2N frames), so
+    model A's own intervals from the same seed come from the same indices.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown bootstrap convention {convention!r}; expected one of {CONVENTIONS}")
+    parts = []
+    for inter, pred_sum, true_sum in (counts_a, counts_b):
+        inter = np.asarray(inter, dtype=np.float64)
+        total = np.asarray(pred_sum, dtype=np.float64) + np.asarray(true_sum, dtype=np.float64)
+        if inter.ndim != 2 or inter.shape[1] != 2 or total.shape != inter.shape:
+            raise ValueError(f"paired_bootstrap_dice expects (n_videos, 2) counts, got {inter.shape} and {total.shape}")
+        parts.append((2 * inter, total))
+    (twice_a, total_a), (twice_b, total_b) = parts
+    if twice_a.shape != twice_b.shape:
+        raise ValueError(f"paired bootstrap needs the same videos for both models, got {len(twice_a)} and {len(twice_b)}")
+
+    def differences(sums: np.ndarray, numerators: list[int], denominators: list[int], offset: int) -> np.ndarray:
+        # Columns [A..., B...]: Dice = sum of the numerator columns / sum of the denominator columns.
+        dice_a = _ratio(sums[:, numerators].sum(1), sums[:, denominators].sum(1))
+        dice_b = _ratio(sums[:, [c + offset for c in numerators]].sum(1), sums[:, [c + offset for c in denominators]].sum(1))
+        return dice_a - dice_b
+
+    def estimate(numerator_a, total_a_, numerator_b, total_b_) -> float:
+        return float(_ratio(numerator_a.sum(), total_a_.sum()) - _ratio(numerator_b.sum(), total_b_.sum()))
+
+    estimates = {
+        "overall": estimate(twice_a, total_a, twice_b, total_b),
+        "ed": estimate(twice_a[:, 0], total_a[:, 0], twice_b[:, 0], total_b[:, 0]),
+        "es": estimate(twice_a[:, 1], total_a[:, 1], twice_b[:, 1], total_b[:, 1]),
+    }
+    stats: dict[str, np.ndarray] = {}
+    if convention == VIDEO:
+        per_video = np.concatenate(
+            [np.stack([twice_a[:, 0], total_a[:, 0], twice_a[:, 1], total_a[:, 1]], 1),
+             np.stack([twice_b[:, 0], total_b[:, 0], twice_b[:, 1], total_b[:, 1]], 1)], axis=1,
+        )
+        sums = resampled_sums(per_video, samples, rng, chunk_elements)
+        stats = {"overall": differences(sums, [0, 2], [1, 3], 4), "ed": differences(sums, [0], [1], 4), "es": differences(sums, [2], [3], 4)}
+    else:
+        frames = lambda values: np.concatenate([values[:, 0], values[:, 1]])  # noqa: E731 - all ED then all ES
+        units = {
+            "overall": np.stack([frames(twice_a), frames(total_a), frames(twice_b), frames(total_b)], 1),
+            "ed": np.stack([twice_a[:, 0], total_a[:, 0], twice_b[:, 0], total_b[:, 0]], 1),
+            "es": np.stack([twice_a[:, 1], total_a[:, 1], twice_b[:, 1], total_b[:, 1]], 1),
+        }
+        for name, per_unit in units.items():
+            stats[name] = differences(resampled_sums(per_unit, samples, rng, chunk_elements), [0], [1], 2)
+    result = {}
+    for name, values in stats.items():
+        if convention == VIDEO:
+            low, high = (float(v) for v in percentile_interval(values, ci))
+        else:
+            low, high = reference_interval(values)
+        result[name] = PairedInterval(estimates[name], low, high, float(np.mean(values <= 0)))
+    return result

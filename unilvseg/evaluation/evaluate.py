@@ -123,6 +123,34 @@ def _traced_prediction(record, prediction_dir: Path) -> np.ndarray:
     return np.stack(masks)
 
 
+def traced_predictions(records, prediction_dir: Path) -> tuple[list, list[np.ndarray], _PredictionProblems]:
+    """(records with usable predictions, their (2, H, W) ED/ES masks, what was missing or mismatched)."""
+    problems = _PredictionProblems()
+    kept, predictions = [], []
+    for record in records:
+        try:
+            predictions.append(_traced_prediction(record, prediction_dir))
+        except _Skip as skip:
+            (problems.missing if skip.kind == "missing" else problems.mismatched).append((record.file_name, skip.detail))
+            continue
+        kept.append(record)
+    return kept, predictions, problems
+
+
+def traced_counts(records, predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-video (intersection, |pred|, |true|) pixel counts, each (n_videos, 2) for ED, ES."""
+    from unilvseg.data.tracings import tracing_mask
+
+    # The masks differ in size between videos only in unusual datasets: one video at a time.
+    inter = np.zeros((len(records), 2), dtype=np.int64)
+    pred_sum = np.zeros_like(inter)
+    true_sum = np.zeros_like(inter)
+    for i, (record, predicted) in enumerate(zip(records, predictions)):
+        truth = np.stack([tracing_mask(record.ed_rows, record.height, record.width), tracing_mask(record.es_rows, record.height, record.width)])
+        inter[i], pred_sum[i], true_sum[i] = dice_counts(predicted, truth)
+    return inter, pred_sum, true_sum
+
+
 class _Skip(Exception):
     def __init__(self, kind: str, detail: str):
         super().__init__(detail)
@@ -237,6 +265,7 @@ def evaluate_predictions(
     reference: bool = False,
     plots: bool = False,
     allow_missing: bool = False,
+    compare: str | Path | None = None,
 ) -> dict:
     """Evaluate ``prediction_dir`` against ``data_dir`` tracings, write the outputs and return the
     summary (the content of summary.json plus ``log_lines``, the lines written to log.csv).
@@ -244,9 +273,10 @@ def evaluate_predictions(
     ``ci=None`` means 0.95; with ``reference=True`` the published EchoNet-Dynamic convention is
     used and any other ``ci`` is a UserError. Missing or wrongly sized predictions are a
     UserError listing the videos unless ``allow_missing``, which skips and counts them.
+    ``compare`` (another prediction folder) adds the paired Dice difference (this − that) under
+    ``"compare"`` (see unilvseg.evaluation.compare).
     """
     from unilvseg.data.index import load_index
-    from unilvseg.data.tracings import tracing_mask
 
     data_dir, prediction_dir, output_dir = Path(data_dir), Path(prediction_dir), Path(output_dir)
     ci = _check_options(samples, ci, reference)
@@ -259,15 +289,7 @@ def evaluate_predictions(
         raise UserError(f"--output_dir {output_dir}: exists and is not a folder")
     index = load_index(data_dir, split=split, require_tracings=True)
 
-    problems = _PredictionProblems()
-    kept, predictions = [], []
-    for record in index.records:
-        try:
-            predictions.append(_traced_prediction(record, prediction_dir))
-        except _Skip as skip:
-            (problems.missing if skip.kind == "missing" else problems.mismatched).append((record.file_name, skip.detail))
-            continue
-        kept.append(record)
+    kept, predictions, problems = traced_predictions(index.records, prediction_dir)
     if problems and not allow_missing:
         parts = []
         if problems.missing:
@@ -284,13 +306,7 @@ def evaluate_predictions(
         if items:
             log.warning("skipping %d video(s) (%s): %s", len(items), kind, _listing(items))
 
-    # Per-video pixel counts; the masks differ in size between videos only in unusual datasets.
-    inter = np.zeros((len(kept), 2), dtype=np.int64)
-    pred_sum = np.zeros_like(inter)
-    true_sum = np.zeros_like(inter)
-    for i, (record, predicted) in enumerate(zip(kept, predictions)):
-        truth = np.stack([tracing_mask(record.ed_rows, record.height, record.width), tracing_mask(record.es_rows, record.height, record.width)])
-        inter[i], pred_sum[i], true_sum[i] = dice_counts(predicted, truth)
+    inter, pred_sum, true_sum = traced_counts(kept, predictions)
 
     dice_table = pd.DataFrame(
         {
@@ -370,6 +386,14 @@ def evaluate_predictions(
             written.append(ef_scatter(*ef_pairs, output_dir / f"{split}_ef_scatter.png", split, mae=summary["ef"]["mae"]))
             written.append(_ef_bland_altman(ef_pairs, output_dir / f"{split}_ef_bland_altman.png", split))
         summary["plots"] = [p.name for p in written]
+
+    if compare is not None:  # paired comparison with another model's folder (unilvseg.evaluation.compare)
+        from unilvseg.evaluation.compare import paired_comparison
+
+        summary["compare"], compare_lines = paired_comparison(
+            kept, (inter, pred_sum, true_sum), compare, split, samples, seed, ci, convention, allow_missing, prediction_dir
+        )
+        lines += compare_lines
 
     write_text("\n".join(lines) + "\n", output_dir / "log.csv")
     write_json(_json_safe(summary), output_dir / "summary.json")

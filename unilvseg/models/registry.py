@@ -27,7 +27,8 @@ class NetworkSpec:
     width: int = 16  # base channels (3D) or last decoder channels (super-image)
     encoder_units: tuple[int, ...] = UNET3D_ENCODER_UNITS
     smp_encoder: str | None = None
-    depth: int = 5  # super-image encoder depth: the mosaic must divide by 2**depth
+    depth: int = 5
+    top: str = "residual"  # 3D U-Net output block (unilvseg.models.unet3d.TOPS)  # super-image encoder depth: the mosaic must divide by 2**depth
 
     @property
     def size_factor(self) -> int:
@@ -40,11 +41,26 @@ def _super_image(encoder: str, note: str = "") -> NetworkSpec:
 
 SPECS: dict[str, NetworkSpec] = {
     "3d_unet": NetworkSpec(
-        "UniLVSeg 3D U-Net: MONAI residual units, channels 16-256, 2/3/4/6/3 units per stage (~18.8 M params)",
+        "published SimLVSeg UNet3D: MONAI residual units, channels 16-256, 2/3/4/6/3 units per stage, "
+        "last decoder unit 32->1 (18,832,525 params)",
         UNET3D,
     ),
-    "3d_unet_small": NetworkSpec("3D U-Net with 2 residual units per stage (~11.3 M params)", UNET3D, encoder_units=(2,) * 5),
-    "3d_unet_tiny": NetworkSpec("3D U-Net width 4, 1 residual unit per stage (tests/CI)", UNET3D, width=4, encoder_units=(1,) * 5),
+    "3d_unet_small": NetworkSpec(
+        "published SimLVSeg UNet3DSmall: 2 residual units per stage (~11.3 M params)", UNET3D, encoder_units=(2,) * 5
+    ),
+    # Not a published network: it keeps the 1x1x1 head, so label-free defaults and their measured
+    # figures (README) are unchanged.
+    "3d_unet_tiny": NetworkSpec(
+        "3D U-Net width 4, 1 residual unit per stage, 1x1x1 head (tests/CI)", UNET3D, width=4, encoder_units=(1,) * 5, top="conv_head"
+    ),
+    # The earlier unilvseg variants (last decoder unit 32->16, then a 1x1x1 head): kept so that
+    # checkpoints trained before 3d_unet became the published network still load and predict.
+    "3d_unet_head": NetworkSpec(
+        "3d_unet with the earlier unilvseg top: decoder unit 32->16 + 1x1x1 head (18,852,913 params)", UNET3D, top="conv_head"
+    ),
+    "3d_unet_small_head": NetworkSpec(
+        "3d_unet_small with the earlier unilvseg top (32->16 + 1x1x1 head)", UNET3D, encoder_units=(2,) * 5, top="conv_head"
+    ),
     "monai_3d_unet": NetworkSpec("monai.networks.nets.UNet, spatial_dims 3, channels 16-256, 2 residual units", MONAI_UNET),
     "si_tiny": NetworkSpec(
         "tiny super-image U-Net: timm resnet10t encoder depth 3, decoder 32/16/8 (tests/CI)",
@@ -174,7 +190,7 @@ def build_network(
             )
         channels = tuple(base * 2**i for i in range(STAGES_3D))
         if spec.family == UNET3D:
-            network = UNet3D(in_channels, out_channels, channels, spec.encoder_units, encoder_name=encoder)
+            network = UNet3D(in_channels, out_channels, channels, spec.encoder_units, encoder_name=encoder, top=spec.top)
         else:
             network = MonaiUNet3D(in_channels, out_channels, channels, encoder_name=encoder)
     network.encoder_name = encoder
@@ -186,3 +202,15 @@ def head_parameter_names(network: nn.Module) -> list[str]:
     head = network.head
     prefix = next(name for name, module in network.named_modules() if module is head)
     return [f"{prefix}.{name}" for name in head.state_dict()]
+
+
+#: Networks whose checkpoints from before the published top (unilvseg.models.unet3d.TOPS) carry
+#: ``head.weight`` as a 1x1x1 conv: they are rebuilt as these ``*_head`` variants.
+EARLIER_TOP = {"3d_unet": "3d_unet_head", "3d_unet_small": "3d_unet_small_head"}
+
+
+def encoder_of_state(encoder: str, state: dict) -> str:
+    """``encoder``, or its ``*_head`` variant when ``state`` was saved by the earlier 3D U-Net top."""
+    if encoder in EARLIER_TOP and "head.weight" in state and getattr(state["head.weight"], "ndim", 0) == 5:
+        return EARLIER_TOP[encoder]
+    return encoder

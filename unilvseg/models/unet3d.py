@@ -68,8 +68,16 @@ def tune_cpu_allocator() -> bool:
     return _allocator_tuned
 
 
-def residual_unit(in_channels: int, out_channels: int) -> ResidualUnit:
-    """One MONAI residual unit: two (3x3x3 conv, instance norm, PReLU) subunits plus a skip."""
+# Output block of the last decoder stage (``top``):
+#   "residual": the published SimLVSeg UNet3D: one residual unit 2*c0 -> out_channels whose last
+#               convolution has no norm/activation (MONAI ``last_conv_only``);
+#   "conv_head": the earlier unilvseg variant: a residual unit 2*c0 -> c0, then a 1x1x1 conv.
+TOPS = ("residual", "conv_head")
+
+
+def residual_unit(in_channels: int, out_channels: int, last_conv_only: bool = False) -> ResidualUnit:
+    """One MONAI residual unit: two (3x3x3 conv, instance norm, dropout 0, PReLU) subunits plus a
+    skip, exactly as the published SimLVSeg ``_create_residual_unit`` builds it."""
     return ResidualUnit(
         spatial_dims=3,
         in_channels=in_channels,
@@ -79,6 +87,10 @@ def residual_unit(in_channels: int, out_channels: int) -> ResidualUnit:
         subunits=2,
         act="PRELU",
         norm="INSTANCE",
+        dropout=0.0,
+        bias=True,
+        adn_ordering="NDA",
+        last_conv_only=last_conv_only,
     )
 
 
@@ -95,11 +107,15 @@ def divisibility_problem(name: str, size: int, factor: int, flag: str) -> str | 
 
 class UNet3D(nn.Module):
     """Residual 3D U-Net: encoder stages of residual units with max-pooling in between,
-    transposed-convolution upsampling, concatenated skips, residual decoder units and a
-    1x1x1 convolution head.
+    transposed-convolution upsampling, concatenated skips and residual decoder units.
 
     ``channels`` gives the width of each stage (deepest last) and ``encoder_units`` how many
-    residual units each encoder stage stacks; the default is the ~18.8 M parameter UniLVSeg net.
+    residual units each encoder stage stacks. With the defaults and ``top="residual"`` this is
+    the published SimLVSeg ``UNet3D`` layer for layer (18,832,525 parameters; its modules are
+    renamed: ``encoder1..5`` -> ``encoder.0..4``, ``upconv5..2`` -> ``upsamplers.0..3``,
+    ``decoder4..2`` -> ``decoder.0..2.0``, ``decoder1`` -> ``head``; see
+    :mod:`unilvseg.models.simlvseg`). ``top="conv_head"`` is the earlier unilvseg variant
+    (see TOPS). ``head`` is always the block that produces ``out_channels``.
     """
 
     def __init__(
@@ -111,8 +127,14 @@ class UNet3D(nn.Module):
         decoder_units: int = 1,
         encoder_name: str = "3d_unet",
         fast_cpu: bool | None = None,
+        top: str = "residual",
     ) -> None:
         super().__init__()
+        if top not in TOPS:
+            raise ValueError(f"top must be one of {TOPS}, got {top!r}")
+        if top == "residual" and decoder_units != 1:
+            raise ValueError("the published top (top='residual') has one residual unit per decoder stage")
+        self.top = top
         if len(channels) != len(encoder_units) or len(channels) < 2:
             raise ValueError("channels and encoder_units need the same length (>= 2)")
         if min(encoder_units) < 1 or decoder_units < 1:
@@ -135,7 +157,7 @@ class UNet3D(nn.Module):
         self.pool = nn.MaxPool3d(kernel_size=2, stride=2)
 
         upsamplers, decoder = [], []
-        for deeper, width in zip(self.channels[:0:-1], self.channels[-2::-1]):
+        for level, (deeper, width) in enumerate(zip(self.channels[:0:-1], self.channels[-2::-1])):
             # kernel 3, stride 2, output_padding 1: exactly doubles every size.
             upsamplers.append(
                 Convolution(
@@ -146,15 +168,23 @@ class UNet3D(nn.Module):
                     kernel_size=3,
                     act="PRELU",
                     norm="INSTANCE",
+                    dropout=0.0,
+                    bias=True,
                     is_transposed=True,
+                    adn_ordering="NDA",
                 )
             )
+            if top == "residual" and level == len(self.channels) - 2:
+                break  # the last stage's unit is the head
             blocks = [residual_unit(2 * width, width)]
             blocks += [residual_unit(width, width) for _ in range(decoder_units - 1)]
             decoder.append(nn.Sequential(*blocks))
         self.upsamplers = nn.ModuleList(upsamplers)
         self.decoder = nn.ModuleList(decoder)
-        self.head = nn.Conv3d(self.channels[0], out_channels, kernel_size=1)
+        if top == "residual":
+            self.head = residual_unit(2 * self.channels[0], out_channels, last_conv_only=True)
+        else:
+            self.head = nn.Conv3d(self.channels[0], out_channels, kernel_size=1)
 
     def use_fast_cpu(self, x: torch.Tensor) -> bool:
         if self.fast_cpu is not None:
@@ -183,9 +213,10 @@ class UNet3D(nn.Module):
                 h = self.pool(h)
             h = stage(h)
             skips.append(h)
-        for upsample, stage, skip in zip(self.upsamplers, self.decoder, reversed(skips[:-1])):
+        stages = list(self.decoder) + ([self.head] if self.top == "residual" else [])
+        for upsample, stage, skip in zip(self.upsamplers, stages, reversed(skips[:-1])):
             h = stage(torch.cat([upsample(h), skip], dim=1))
-        return self.head(h)
+        return h if self.top == "residual" else self.head(h)
 
 
 class MonaiUNet3D(nn.Module):

@@ -15,6 +15,10 @@ import torch
 from unilvseg.errors import NonFiniteLossError, UserError
 from unilvseg.models import build_network
 
+# Learning-rate schedules: warm-up then cosine (default), constant (published SSL), or
+# multistep (published weak: x gamma at each milestone epoch).
+SCHEDULES = ("warmup_cosine", "constant", "multistep")
+
 
 def rng_states() -> dict:
     """torch, numpy and python global generator states, as types ``torch.load(weights_only=True)`` reads."""
@@ -69,10 +73,19 @@ class ClipTask(L.LightningModule):
         weight_decay: float = 1e-4,
         warmup_steps: int = 10,
         out_channels: int = 1,
+        betas: tuple[float, float] | list[float] = (0.9, 0.999),
+        amsgrad: bool = False,
+        schedule: str = "warmup_cosine",
+        milestones: list[int] | None = None,
+        gamma: float = 0.1,
     ):
         super().__init__()
         if lr <= 0:
             raise UserError(f"--lr must be positive, got {lr}")
+        if schedule not in SCHEDULES:
+            raise UserError(f"--schedule {schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        if schedule == "multistep" and not milestones:
+            raise UserError("--schedule multistep needs --milestones (epochs at which the rate is multiplied by --gamma)")
         self.save_hyperparameters()
         self.network = build_network(
             encoder, in_channels=3, out_channels=out_channels, frames=frames, width=width, encoder_weights=encoder_weights
@@ -136,7 +149,17 @@ class ClipTask(L.LightningModule):
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(
+            self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
+            betas=tuple(hp.get("betas", (0.9, 0.999))), amsgrad=bool(hp.get("amsgrad", False)),
+        )
+        schedule = hp.get("schedule", "warmup_cosine")
+        if schedule == "constant":  # the published SSL module: no scheduler
+            return optimizer
+        if schedule == "multistep":  # the published weak module: MultiStepLR per epoch
+            scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(hp.milestones), gamma=hp.gamma)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         total = self.trainer.estimated_stepping_batches
         # Runs bounded only by --max_time have no known length: keep the rate flat after warm-up.
         total = max(int(total), 1) if math.isfinite(total) else 10**9

@@ -9,7 +9,7 @@ target, failed frames are ignored. Validation scores the pseudo-labels of the *v
 
 ``size`` is the (H, W) the network was trained at; it is saved in the checkpoint so
 ``predict.py`` resizes videos of another size to it and the masks back (see
-:func:`unilvseg.cli.predict.training_size`). ``label_round`` records which label round the
+:func:`unilvseg.evaluation.predict.training_size`). ``label_round`` records which label round the
 checkpoint was trained on (0 = classical weak labels), for the record only.
 """
 

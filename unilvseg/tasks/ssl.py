@@ -9,6 +9,7 @@ from unilvseg.errors import UserError
 from unilvseg.tasks.base import ClipTask
 
 LOSS_ON = ("all", "masked")
+BLANKS = ("normalised", "raw")
 
 
 def masked_frame_count(frames: int, mask_ratio: float) -> int:
@@ -33,9 +34,21 @@ def choose_masked_frames(batch_size: int, frames: int, count: int, generator: to
     return hidden.to(device) if device is not None else hidden
 
 
-def blank_frames(video: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """Zero the hidden frames of (B, C, H, W, T) clips (zero = the dataset mean after normalisation)."""
-    return video * (~hidden)[:, None, None, None, :].to(video.dtype)
+def blank_frames(video: torch.Tensor, hidden: torch.Tensor, fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Blank the hidden frames of (B, C, H, W, T) clips: zero (the dataset mean after
+    normalisation), or ``fill`` per channel (C,) (e.g. −mean/std: a black raw frame)."""
+    keep = (~hidden)[:, None, None, None, :].to(video.dtype)
+    blanked = video * keep
+    if fill is not None:
+        blanked = blanked + (1 - keep) * fill.to(video)[None, :, None, None, None]
+    return blanked
+
+
+def reverse_clips(video: torch.Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> torch.Tensor:
+    """Each (B, C, H, W, T) clip played backwards with probability ``p`` (the published SSL
+    ``random_reverse``): a systole played backwards looks like a diastole."""
+    flip = torch.rand(video.shape[0], generator=generator) < p
+    return torch.where(flip.to(video.device)[:, None, None, None, None], video.flip(-1), video)
 
 
 class TemporalMaskingTask(ClipTask):
@@ -49,18 +62,37 @@ class TemporalMaskingTask(ClipTask):
 
     task_name = "temporal_masking"
 
-    def __init__(self, mask_ratio: float = 0.6, loss_on: str = "all", **network):
+    def __init__(
+        self,
+        mask_ratio: float = 0.6,
+        loss_on: str = "all",
+        blank: str = "normalised",
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        random_reverse: bool = False,
+        **network,
+    ):
         network.pop("out_channels", None)
         super().__init__(out_channels=3, **network)
         if loss_on not in LOSS_ON:
             raise UserError(f"--loss_on {loss_on!r}: expected one of {LOSS_ON}")
+        if blank not in BLANKS:
+            raise UserError(f"--ssl_blank {blank!r}: expected one of {', '.join(BLANKS)}")
+        if blank == "raw" and (mean is None or std is None):
+            raise UserError("--ssl_blank raw needs the normalisation --mean and --std")
         self.masked_count = masked_frame_count(self.hparams.frames, mask_ratio)
         self.save_hyperparameters()
+        # "raw": a hidden frame is a black raw frame, i.e. -mean/std after normalisation, as the
+        # published code blanks frames before normalising; "normalised": 0 (the mean).
+        fill = None if blank == "normalised" else -torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)
+        self.register_buffer("blank_fill", fill, persistent=False)
 
     def reconstruction_loss(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict]:
         video = batch["video"]
+        if self.hparams.random_reverse and self.training:
+            video = reverse_clips(video, generator)
         hidden = choose_masked_frames(video.shape[0], video.shape[-1], self.masked_count, generator, video.device)
-        output = self(blank_frames(video, hidden))
+        output = self(blank_frames(video, hidden, self.blank_fill))
         error = (output.float() - video.float()).pow(2).mean(dim=(1, 2, 3))  # (B, T)
         masked = error[hidden].mean()
         visible = error[~hidden].mean()

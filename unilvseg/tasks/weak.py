@@ -67,18 +67,21 @@ class WeakSegmentationTask(ClipTask):
 
     Validation reports pooled Dice on traced frames: ``val_dice`` (both phases), ``val_dice_ed``
     and ``val_dice_es``. ``checkpoint`` initialises the network from a pre-training checkpoint
-    (every tensor whose name and shape match; the report says what was skipped).
+    (every tensor whose name and shape match, or only the encoder's with
+    ``pretrained_type="encoder"``; the report says what was skipped).
     """
 
     task_name = "weak_segmentation"
     monitor = "val_dice"
 
-    def __init__(self, loss: list[str] | tuple[str, ...] = LOSSES, checkpoint: str | None = None, **network):
+    def __init__(
+        self, loss: list[str] | tuple[str, ...] = LOSSES, checkpoint: str | None = None, pretrained_type: str = "pl_full", **network
+    ):
         network.pop("out_channels", None)
         super().__init__(out_channels=1, **network)
         self.criterion = SegmentationLoss(loss)
         self.val_dice = torch.nn.ModuleDict({"all": PooledDice(), "ed": PooledDice(), "es": PooledDice()})
-        self.transfer_report = load_pretrained(self.network, checkpoint) if checkpoint else None
+        self.transfer_report = load_pretrained(self.network, checkpoint, pretrained_type=pretrained_type) if checkpoint else None
 
     def labelled_frames(self, batch: dict, logits: torch.Tensor):
         """Logits and targets (N, H, W) of the labelled frames only."""

@@ -1,0 +1,133 @@
+"""Pieces every training command line shares: logging set-up, ``--precision auto`` and the
+data/model/optimisation/run/Trainer flags (``base_parser``). ``unilvseg.cli.train`` and
+``unilvseg.cli.labelfree`` both build on this module, so neither imports the other's parser.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+
+log = logging.getLogger("unilvseg")
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the message, not at set-up (pytest,
+    notebooks and embedding applications swap it; a stale, closed stream would fail to log)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def resolve_precision(precision: str | None, accelerator: str | None) -> str:
+    """``--precision auto`` -> what the hardware runs fast (unilvseg.hardware); anything else as given."""
+    if precision in (None, "auto"):
+        from unilvseg.hardware import default_precision
+
+        chosen = default_precision(accelerator)
+        log.info("precision: %s (--precision auto)", chosen)
+        return chosen
+    return precision
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logger = logging.getLogger("unilvseg")
+    if not logger.handlers:
+        handler = _CurrentStderrHandler()
+        handler.setFormatter(logging.Formatter("[unilvseg] %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def base_parser(prog: str, description: str) -> ArgumentParser:
+    from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
+
+    parser = ArgumentParser(prog=prog, description=description, default_env=False)
+    parser.add_argument("--config", action=ActionConfigFile, help="YAML file with any of these flags")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data_path", type=str | None, default=None, help="EchoNet-Dynamic folder (default: built-in phantom, generated once into the cache)")
+    data.add_argument("--mean", type=float, nargs=3, default=list(ECHONET_MEAN), help="per-channel mean of [0,1] pixels")
+    data.add_argument("--std", type=float, nargs=3, default=list(ECHONET_STD), help="per-channel std of [0,1] pixels")
+    data.add_argument("--frames", type=int, default=32, help="clip length T")
+    data.add_argument("--period", type=int, default=1, help="frame step inside a clip")
+    data.add_argument("--batch_size", type=int, default=4)
+    data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    data.add_argument("--augment", type=bool | str, default=True,
+                      help="training-clip augmentation: true (= unilvseg: rotation +-20, shift +-12, brightness/contrast), "
+                      "published (SimLVSeg: ColorJitter 0.2 p=0.5, CLAHE p=0.5, rotation +-20, pad 124 + crop 112) or false")
+    data.add_argument("--cache_dir", type=str | None, default="auto", help="decoded-frame cache (default: $UNILVSEG_CACHE/frames); null disables")
+    model = parser.add_argument_group("model")
+    model.add_argument("--encoder", type=str, default="3d_unet_small", help="network: 3d_unet, 3d_unet_small, monai_3d_unet, 3d_unet_tiny or an smp encoder (super-image)")
+    model.add_argument("--width", type=int | None, default=None, help="base channel width override (tiny models)")
+    model.add_argument("--encoder_weights", type=str | None, default=None, help="local weights file for a super-image encoder (no downloads)")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--lr", type=float, default=1e-3)
+    optim.add_argument("--weight_decay", type=float, default=1e-4)
+    optim.add_argument("--epochs", type=int, default=5)
+    optim.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    run.add_argument("--run_dir", type=str | None, default=None, help="output folder (default runs/<kind>/<timestamp>)")
+    run.add_argument("--resume", type=str | None, default=None, help="last.ckpt of an interrupted run of the same kind")
+    run.add_argument("--logger", type=str, default="csv", help="csv, tensorboard or wandb (offline without a key)")
+    run.add_argument("--progress_bar", type=bool, default=True)
+    trainer = parser.add_argument_group("Lightning Trainer pass-through")
+    trainer.add_argument("--accelerator", type=str, default="auto")
+    trainer.add_argument("--devices", type=str, default="auto")
+    trainer.add_argument("--strategy", type=str, default="auto")
+    trainer.add_argument("--precision", type=str, default="auto", help="auto (bf16-mixed on a GPU with bf16, else 32-true), 32-true, bf16-mixed (also on CPU: faster where bf16 is native), 16-mixed")
+    trainer.add_argument("--val_check_interval", type=float | int, default=1.0)
+    trainer.add_argument("--limit_train_batches", type=float | int | None, default=None)
+    trainer.add_argument("--limit_val_batches", type=float | int | None, default=None)
+    trainer.add_argument("--max_steps", type=int, default=-1)
+    trainer.add_argument("--max_time", type=str | None, default=None, help="wall-clock budget, DD:HH:MM:SS")
+    trainer.add_argument("--accumulate_grad_batches", type=int, default=1)
+    trainer.add_argument("--gradient_clip_val", type=float | None, default=None)
+    return parser
+
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def packaged_config(path: str) -> Path | None:
+    """The preset shipped in the package for ``--config path`` (``configs/simlvseg/ssl_3d.yaml``,
+    ``simlvseg/ssl_3d.yaml`` or ``simlvseg/ssl_3d``), or None."""
+    relative = Path(path)
+    if relative.is_absolute():
+        return None
+    parts = relative.parts[1:] if relative.parts[:1] == ("configs",) else relative.parts
+    for candidate in (PACKAGED_CONFIGS.joinpath(*parts), PACKAGED_CONFIGS.joinpath(*parts).with_suffix(".yaml")):
+        if parts and candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_config_paths(argv: list[str]) -> list[str]:
+    """``--config X``: a file the user has wins; otherwise a preset shipped in the package
+    (``unilvseg/configs/``); otherwise X is left for the parser to report."""
+    resolved = list(argv)
+    for i, value in enumerate(resolved):
+        name, _, inline = value.partition("=")
+        if name != "--config":
+            continue
+        target = inline if inline else (resolved[i + 1] if i + 1 < len(resolved) else None)
+        if target is None or Path(target).exists():
+            continue
+        preset = packaged_config(target)
+        if preset is not None:
+            if inline:
+                resolved[i] = f"--config={preset}"
+            else:
+                resolved[i + 1] = str(preset)
+    return resolved
+
+
+def list_presets() -> list[str]:
+    return sorted(str(p.relative_to(PACKAGED_CONFIGS.parent)) for p in PACKAGED_CONFIGS.rglob("*.yaml"))

@@ -1,0 +1,110 @@
+"""Comparing models for a paper: the paired Dice difference of two prediction folders
+(``evaluate_bootstrap.py --compare``) and a table of several folders (``--table md|latex``).
+
+Paired: both folders are scored on the same videos and every bootstrap resample draws the
+same videos for both, so the interval is that of the difference itself (much narrower than two
+separate intervals when the models err on the same hard videos). The indices come from a
+generator seeded like the main evaluation, so they are the very resamples of this folder's own
+intervals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from unilvseg.errors import UserError
+from unilvseg.evaluation.bootstrap import REFERENCE, paired_bootstrap_dice
+
+TABLE_FORMATS = ("md", "latex")
+STATISTICS = (("overall", "overall"), ("ed", "ED"), ("es", "ES"))
+
+
+def paired_comparison(
+    records, counts, other_dir, split: str, samples: int, seed: int, ci: float, convention: str, allow_missing: bool,
+    prediction_dir: Path | None = None,
+) -> tuple[dict, list[str]]:
+    """Dice(this folder) − Dice(``other_dir``) on ``records`` (the videos this folder was scored on).
+
+    ``counts`` are this folder's (intersection, pred_sum, true_sum) for ``records``. Videos the
+    other folder lacks are a UserError, or with ``allow_missing`` are left out of both sides.
+    Returns the summary.json block and the log.csv lines.
+    """
+    from unilvseg.evaluation.evaluate import _listing, traced_counts, traced_predictions
+
+    other_dir = Path(other_dir)
+    if not other_dir.is_dir():
+        raise UserError(f"--compare {other_dir}: folder does not exist")
+    if prediction_dir is not None and other_dir.resolve() == Path(prediction_dir).resolve():
+        raise UserError(f"--compare {other_dir}: is --prediction_dir itself")
+    kept, predictions, problems = traced_predictions(records, other_dir)
+    if problems:
+        detail = _listing(problems.missing + problems.mismatched)
+        if not allow_missing:
+            raise UserError(
+                f"--compare {other_dir}: {len(problems.missing) + len(problems.mismatched)} of the {len(records)} evaluated "
+                f"videos have no usable prediction there ({detail}); the paired comparison needs the same videos "
+                "(pass --allow_missing to compare on the videos both folders have)"
+            )
+    if not kept:
+        raise UserError(f"--compare {other_dir}: none of the {len(records)} evaluated videos has a usable prediction there")
+    names = [r.file_name for r in records]
+    position = {name: i for i, name in enumerate(names)}
+    rows = np.array([position[r.file_name] for r in kept])
+    ours = tuple(np.asarray(c)[rows] for c in counts)
+    theirs = traced_counts(kept, predictions)
+    paired = paired_bootstrap_dice(ours, theirs, samples=samples, rng=np.random.default_rng(seed), ci=ci, convention=convention)
+    block = {
+        "other_prediction_dir": str(other_dir),
+        "difference": "this folder minus the other (Dice)",
+        "n_videos": len(kept),
+        "left_out_videos": [name for name, _ in problems.missing + problems.mismatched],
+        **{key: paired[key].as_dict() for key, _ in STATISTICS},
+    }
+    label = "5th-95th percentiles" if convention == REFERENCE else f"{100 * ci:g}% CI"
+    lines = [f"# paired comparison with {other_dir} on the same {len(kept)} videos and resamples ({label}); difference = this - other"]
+    for key, name in STATISTICS:
+        value = paired[key]
+        lines.append(
+            f"{split} dice difference ({name}): {value.difference:+.4f} ({value.low:+.4f} - {value.high:+.4f}), "
+            f"fraction of resamples <= 0: {value.fraction_not_above_zero:.4f}"
+        )
+    return block, lines
+
+
+def _cell(block: dict, fmt: str) -> str:
+    estimate, low, high = block["dice"], block["low"], block["high"]
+    if fmt == "latex":
+        return f"{100 * estimate:.2f} ({100 * low:.2f}--{100 * high:.2f})"
+    return f"{100 * estimate:.2f} ({100 * low:.2f}–{100 * high:.2f})"
+
+
+def paper_table(summaries: list[dict], names: list[str], fmt: str) -> str:
+    """A table of Dice (%) with intervals, one row per evaluated folder (summary.json contents)."""
+    if fmt not in TABLE_FORMATS:
+        raise UserError(f"--table {fmt!r}: expected one of {', '.join(TABLE_FORMATS)}")
+    if not summaries:
+        raise UserError("--table needs at least one prediction folder")
+    first = summaries[0]
+    ci = "5th–95th pct." if first["convention"] == REFERENCE else f"{100 * first['ci']:g} % CI"
+    header = ["Method", "n", "Dice overall", "Dice ED", "Dice ES"]
+    rows = [[name, str(s["n_videos"]), *(_cell(s[key], fmt) for key, _ in STATISTICS)] for name, s in zip(names, summaries)]
+    if fmt == "md":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        lines.append("")
+        lines.append(f"Dice × 100 on the {first['split']} split ({ci}, {first['samples']} bootstrap resamples, seed {first['seed']}).")
+        return "\n".join(lines) + "\n"
+    escape = lambda text: text.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")  # noqa: E731
+    lines = [
+        r"\begin{tabular}{lrccc}",
+        r"\toprule",
+        " & ".join(escape(h) for h in header) + r" \\",
+        r"\midrule",
+        *(" & ".join(escape(c) for c in row) + r" \\" for row in rows),
+        r"\bottomrule",
+        r"\end{tabular}",
+        f"% Dice x 100 on the {first['split']} split ({escape(ci)}, {first['samples']} bootstrap resamples, seed {first['seed']}).",
+    ]
+    return "\n".join(lines) + "\n"
