@@ -9,6 +9,7 @@ settable in the file), loggers, resume and Lightning Trainer pass-through flags.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,7 +54,9 @@ def setup_logging(verbose: bool = False) -> None:
         handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("[unilvseg] %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Under DDP every rank runs this script; progress messages come from rank 0 only (warnings,
+    # e.g. a video skipped on another rank's shard, from every rank).
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO if _is_rank_zero() else logging.WARNING)
 
 
 def base_parser(prog: str, description: str) -> ArgumentParser:
@@ -174,12 +177,16 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
     if args.resume:
         run_dir = Path(args.resume).resolve().parent.parent
     else:
-        run_dir = Path(args.run_dir or Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S"))
+        run_dir = Path(args.run_dir or _launched_run_dir() or Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S"))
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run_dir {run_dir}: exists and is not a folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = parser.dump(args, skip_none=False)
-    write_text(config, run_dir / "config.yaml")
+    if _is_rank_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = parser.dump(args, skip_none=False)
+        write_text(config, run_dir / "config.yaml")
+        # DDP (Lightning's subprocess launcher) re-runs this script for ranks 1..n-1: they must
+        # write into this run folder, not one with their own start time.
+        os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())
     trainer = make_trainer(
         run_dir,
         monitor=getattr(task, "monitor", "val_loss"),
@@ -202,12 +209,30 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
         deterministic="warn",
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=args.resume)
+    if not trainer.is_global_zero:
+        return 0  # the run summary is rank 0's to print
     best = run_dir / "checkpoints" / "best.ckpt"
     log.info("run folder: %s", run_dir)
     log.info("best checkpoint: %s (%s)", best, _best_score(trainer))
     if kind == "ssl":
         log.info("next: python train_weak.py --checkpoint %s", best)
     return 0
+
+
+_RUN_DIR_ENV = "UNILVSEG_LAUNCHED_RUN_DIR"
+
+
+def _is_rank_zero() -> bool:
+    """True in a single process and in DDP's rank 0 (ranks launched by Lightning or torchrun carry
+    their rank in the environment from the start, which ``rank_zero_only.rank`` reads)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _launched_run_dir() -> str | None:
+    """The run folder rank 0 chose, for a DDP rank that Lightning launched from rank 0's process."""
+    return os.environ.get(_RUN_DIR_ENV) if not _is_rank_zero() else None
 
 
 def _best_score(trainer) -> str:

@@ -239,6 +239,23 @@ class EpochSampler(Sampler):
         return iter([(self.epoch, int(i)) for i in order])
 
 
+def unpadded_shards(dataset: Dataset, sampler: Sampler | None, world: int, rank: int) -> Sampler:
+    """Rank ``rank``'s share (items rank, rank + world, ...) of an evaluation set, no repeats.
+
+    A ``DistributedSampler`` subclass, so Lightning keeps it instead of inserting its padded one.
+    """
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler, UnrepeatedDistributedSamplerWrapper
+
+    if len(dataset) < world:
+        raise UserError(
+            f"the evaluation set has {len(dataset)} item(s), fewer than the {world} processes (--devices); "
+            "use fewer devices or a larger validation split"
+        )
+    if sampler is None:
+        return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+    return UnrepeatedDistributedSamplerWrapper(sampler, num_replicas=world, rank=rank, shuffle=False)
+
+
 SCHEMES = {
     # scheme: (train placement, val placement, targets)
     "ssl": ("random", "centred", None),
@@ -359,8 +376,22 @@ class EchoNetDataModule(L.LightningDataModule):
             seed=self.seed,
         )
 
+    def _ranks(self) -> tuple[int, int]:
+        """(world size, global rank) of the trainer this DataModule is attached to; (1, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def _loader(self, dataset: EchoClipDataset, shuffle: bool) -> DataLoader:
         sampler = EpochSampler(len(dataset), shuffle, self.seed) if self.seed is not None else None
+        world, rank = self._ranks()
+        if not shuffle and world > 1:
+            # Evaluation under DDP: each item on exactly one rank. Lightning's default
+            # DistributedSampler pads the shortest shards with repeats of the first items, which
+            # would count those videos twice in the pooled Dice. Unpadded shards may differ by
+            # one item; nothing in a validation step is a collective, so that is safe.
+            sampler = unpadded_shards(dataset, sampler, world, rank)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

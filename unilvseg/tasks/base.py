@@ -85,14 +85,25 @@ class ClipTask(L.LightningModule):
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.network(video)
 
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        """Lightning's ``log`` with ``sync_dist=True`` unless the caller says otherwise.
+
+        Under DDP each rank sees only its shard of the data; an unsynced epoch metric (the
+        validation loss that picks ``best.ckpt``, an epoch's training loss) would be rank 0's
+        half. Values that are already reduced over ranks (torchmetrics' ``compute``) pass
+        ``sync_dist=False``. On one process syncing is a no-op. Every rank must log the same
+        names in the same order, so nothing here is logged conditionally on rank-local data.
+        """
+        kwargs.setdefault("sync_dist", True)
+        super().log(name, value, *args, **kwargs)
+
     # -- training ---------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
     def training_step(self, batch: dict, batch_idx: int):
-        skipped = int(batch["skipped"])
-        if skipped:
-            self.log("skipped_videos", float(skipped), on_step=False, on_epoch=True, reduce_fx="sum")
+        # Logged every step, zero included: a synced metric must be logged on every rank.
+        self.log("skipped_videos", batch["skipped"].float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
         if "video" not in batch:  # every video of the batch failed to decode
             return None
         loss, parts = self.compute_loss(batch)
