@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.run_dir or Path("runs") / "labelfree" / time.strftime("%Y%m%d-%H%M%S"))
         pipeline = LabelFreePipeline(
             config, run_dir, logger=args.logger, progress_bar=args.progress_bar,
-            cache_dir=args.cache_dir, num_workers=args.num_workers,
+            cache_dir=args.cache_dir, num_workers=args.num_workers, cache_max_gb=args.cache_max_gb,
         )
         result = pipeline.run()
         write_text(parser.dump(args, skip_none=False), run_dir / "config.yaml")

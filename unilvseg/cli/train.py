@@ -74,6 +74,7 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
     data.add_argument("--augment", type=bool, default=True, help="rotation, pad-crop, brightness/contrast on training clips")
     data.add_argument("--cache_dir", type=str | None, default="auto", help="decoded-frame cache (default: $UNILVSEG_CACHE/frames); null disables")
+    data.add_argument("--cache_max_gb", type=float | None, default=None, help="bound of the frame cache, least recently used entries evicted (default 64, or $UNILVSEG_CACHE_MAX_GB)")
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", type=str, default="3d_unet_small", help="network: 3d_unet, 3d_unet_small, monai_3d_unet, 3d_unet_tiny or an smp encoder (super-image)")
     model.add_argument("--width", type=int | None, default=None, help="base channel width override (tiny models)")
@@ -148,6 +149,7 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
         std=args.std,
         augment=args.augment,
         cache_dir=args.cache_dir,
+        cache_max_gb=args.cache_max_gb,
         seed=args.seed,  # clips and batch order from (seed, epoch, item): resumed runs repeat exactly
         **extra,
     )
@@ -172,6 +174,7 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
     resume_step = resume_step_of(args.resume, task) if args.resume else None
     datamodule.index  # noqa: B018 - reads and validates the dataset now
     datamodule.records("train"), datamodule.records("val")
+    datamodule.cache.prepare()  # an unwritable cache is an error before the run folder exists
     task.data_settings = {"mean": list(args.mean), "std": list(args.std), "size": list(datamodule.size), "period": args.period}
 
     if args.resume:
