@@ -170,3 +170,22 @@ def test_training_with_an_unwritable_cache_exits_2_with_what_to_do(tiny_phantom,
     # Without --data_path the phantom would be generated into the same cache: same kind of error.
     assert main_weak(["--epochs", "1", "--run_dir", str(run_dir)]) == 2
     assert "UNILVSEG_CACHE" in capsys.readouterr().err
+
+
+def test_full_disk_met_in_a_dataloader_worker_is_one_error_line(tiny_phantom, tmp_path, monkeypatch, capsys):
+    """Workers build cache entries; PyTorch re-raises a worker's error with its traceback as text.
+    The command still prints one line saying what to do, and exits 2."""
+    from unilvseg.cli.train import main_weak
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(video_module.np, "save", disk_full)  # inherited by the forked worker
+    code = main_weak(["--data_path", str(tiny_phantom), "--encoder", "3d_unet_tiny", "--frames", "16", "--epochs", "1",
+                      "--num_workers", "1", "--cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "run"),
+                      "--progress_bar", "false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert line.startswith(f"error: frame cache {tmp_path / 'cache'}") and "disk is full" in line and "--cache_max_gb" in line
+    assert "Traceback" not in line

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
 
-from unilvseg.cli.train import base_parser, resolve_precision, setup_logging
+from unilvseg.cli.train import base_parser, error_line, resolve_precision, setup_logging
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         result = pipeline.run()
         write_text(parser.dump(args, skip_none=False), run_dir / "config.yaml")
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     last = result.report.iloc[-1]
     log.info(

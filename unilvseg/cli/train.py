@@ -284,8 +284,19 @@ def _main(argv, parser_factory, kind, build) -> int:
         return run_training(args, kind, build, parser)
     except (UserError, NonFiniteLossError) as error:
         # A diverged run is the user's to fix (learning rate, data), not a bug: no traceback.
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
+
+
+def error_line(error: BaseException) -> str:
+    """The message of a user-facing error, also when a DataLoader worker raised it (PyTorch
+    re-raises it in the main process with the worker's traceback as its text: a full disk met by
+    a worker writing the frame cache must still read as one line saying what to do)."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]  # "unilvseg.errors.CacheError: <message>"
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def _with_run_config(argv: list[str], parser: ArgumentParser | None = None) -> list[str]:
