@@ -177,3 +177,26 @@ def test_cuda_without_gpu_is_a_usage_error(tmp_path, capsys):
     assert run.main(["--smoke", "--device", "cuda", "--out", str(tmp_path)]) == 2
     assert "no CUDA device" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_published_inference_baseline_batches_windows_without_changing_them():
+    """On a GPU the published baseline runs 16 windows per forward pass, as the published script
+    does; batching must not change its output (checked here on CPU, batch 16 vs 1)."""
+    import importlib.util
+
+    import numpy as np
+    import torch
+
+    from unilvseg.models import build_network
+
+    spec = importlib.util.spec_from_file_location("inference_bench", Path(run.__file__).with_name("inference_bench.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.published_batch_size(torch.device("cuda")) == 16 and bench.published_batch_size(torch.device("cpu")) == 1
+    torch.manual_seed(0)
+    network = build_network("3d_unet_tiny", frames=16).eval()
+    video = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    args = (network, video, 16, (0.1, 0.1, 0.1), (0.2, 0.2, 0.2), torch.device("cpu"))
+    one, sixteen = bench.published_predict(*args, batch_size=1), bench.published_predict(*args, batch_size=16)
+    assert one.shape == sixteen.shape == (40, 32, 32)
+    np.testing.assert_allclose(one, sixteen, atol=1e-5)
