@@ -53,6 +53,9 @@ class ClipRecorder:
                 self.clips: list[dict] = []
 
             def on_train_batch_start(self, trainer, module, batch, batch_idx):
+                if "file_name" not in batch:  # every video of the batch failed to decode
+                    self.clips.append({"epoch": trainer.current_epoch, "video": None, "frames": []})
+                    return
                 for name, index in zip(batch["file_name"], batch["frame_index"].tolist()):
                     self.clips.append({"epoch": trainer.current_epoch, "video": name, "frames": index})
 

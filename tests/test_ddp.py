@@ -162,6 +162,23 @@ def test_ddp_epochs_see_different_clips(three_val_videos, tmp_path):
     assert len(changed) >= 2, clips
 
 
+def test_ddp_batch_of_undecodable_videos_does_not_hang_the_other_rank(three_val_videos, tmp_path):
+    """A rank whose batch holds only a broken video has no loss; one process skips the step, but
+    under DDP the other rank would wait in the all-reduce forever. The run must finish."""
+    import shutil
+
+    root = Path(shutil.copytree(three_val_videos, tmp_path / "echonet"))
+    filelist = pd.read_csv(root / "FileList.csv")
+    broken = filelist.query("Split == 'TRAIN'")["FileName"].iloc[0]
+    (root / "Videos" / f"{broken}.avi").write_bytes(b"not a video" * 100)
+    out = tmp_path / "fit.json"
+    run([REPO / "tests" / "ddp_job.py", "fit", "--data", root, "--devices", 2, "--batch_size", 1, "--epochs", 1,
+         "--out", out], tmp_path / "fit.log", timeout=150)
+    clips = [c for r in (0, 1) for c in json.loads((tmp_path / f"fit.rank{r}.json").read_text())["clips"]]
+    assert sum(c["video"] is None for c in clips) >= 1  # the broken video's batch(es)
+    assert {c["video"] for c in clips} - {None} == set(filelist.query("Split == 'TRAIN'")["FileName"]) - {broken}
+
+
 def _process_group_kill(process: subprocess.Popen) -> None:
     os.killpg(process.pid, signal.SIGKILL)  # the launcher and the rank it started
     process.wait()

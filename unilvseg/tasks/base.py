@@ -105,10 +105,10 @@ class ClipTask(L.LightningModule):
         # Logged every step, zero included: a synced metric must be logged on every rank.
         self.log("skipped_videos", batch["skipped"].float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
         if "video" not in batch:  # every video of the batch failed to decode
-            return None
+            return self.step_without_loss()
         loss, parts = self.compute_loss(batch)
         if loss is None:
-            return None
+            return self.step_without_loss()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, step {self.global_step}; "
@@ -120,6 +120,20 @@ class ClipTask(L.LightningModule):
         for name, value in parts.items():
             self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
+
+    def step_without_loss(self):
+        """A batch with nothing to learn from (all its videos failed to decode, or no frame is labelled).
+
+        One process skips the step (None). Under DDP the other ranks would wait forever in the
+        gradient all-reduce and the synced ``train_loss`` for this rank, so it takes a normal
+        step on a zero loss over every parameter: zero gradients from this rank, the same
+        all-reduce and optimiser step as the others.
+        """
+        if self.trainer.world_size == 1:
+            return None
+        zero = sum(parameter.sum() for parameter in self.parameters() if parameter.requires_grad) * 0.0
+        self.log("train_loss", zero, prog_bar=True, on_step=True, on_epoch=True, batch_size=1)
+        return zero
 
     def on_train_epoch_start(self):
         self._epoch_started = time.perf_counter()
