@@ -221,3 +221,17 @@ def test_ddp_run_killed_resumes_to_the_uninterrupted_weights(tiny_phantom, tmp_p
     assert {"val_dice", "val_dice_ed", "val_dice_es"} <= set(metrics.columns)
     for log in ("full.log", "resumed.log"):
         assert (tmp_path / log).read_text().count("best checkpoint:") == 1, log
+
+
+def test_every_metric_a_task_logs_is_synced_over_ranks_unless_already_reduced(monkeypatch):
+    """Epoch metrics (SSL's val_loss picks best.ckpt) must be the mean over all ranks' data."""
+    import lightning as L
+
+    from unilvseg.tasks.ssl import TemporalMaskingTask
+
+    calls = []
+    monkeypatch.setattr(L.LightningModule, "log", lambda self, name, value, *a, **k: calls.append((name, k.get("sync_dist"))))
+    task = TemporalMaskingTask(encoder="3d_unet_tiny", frames=16)
+    task.validation_step({"video": torch.zeros(1, 3, 32, 32, 16), "skipped": torch.tensor(0)}, 0)
+    task.log("already_reduced", 1.0, sync_dist=False)
+    assert dict(calls) == {"val_loss": True, "val_mse_masked": True, "already_reduced": False}
