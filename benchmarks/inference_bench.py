@@ -3,12 +3,14 @@
 Methods, all on the same videos and the same (randomly initialised) network:
 
 * ``published``: one video at a time, non-overlapping windows (the last one padded by repeating
-  the last frame), each window normalised on the CPU and run alone (batch 1) in fp32 under
-  ``torch.no_grad`` (the loop of the published UniLVSeg/SimLVSeg inference script, re-written here);
+  the last frame), normalised on the CPU, in fp32 under ``torch.no_grad`` (the loop of the
+  published UniLVSeg/SimLVSeg inference script, re-written here); on CUDA its windows go 16 to a
+  forward pass as the published script batches them, on CPU one at a time;
 * ``ours_overlap``: :func:`unilvseg.evaluation.inference.predict_video` as ``predict.py`` runs it:
-  windows every ``frames // 2`` (twice the network work of non-overlapping windows), its default
-  batch (8 windows on CUDA, 1 on CPU), ``torch.inference_mode``, bf16 autocast where bf16 is
-  fast (CUDA, or a CPU with native bf16: :mod:`unilvseg.hardware`);
+  windows every ``frames // 2`` (twice the network work of non-overlapping windows),
+  ``torch.inference_mode``, bf16 autocast where bf16 is fast (CUDA, or a CPU with native bf16:
+  :mod:`unilvseg.hardware`); batch: the published baseline's on CUDA (16, so GPU rows compare
+  equal batch sizes), predict.py's default of 1 on CPU;
 * ``ours_stride_frames``: the same code with ``stride = frames`` (non-overlapping), the
   like-for-like comparison with ``published``.
 
@@ -47,19 +49,30 @@ FULL = dict(encoder="3d_unet", frames=32, video_lengths=(112, 150), repeats=3)
 QUICK = dict(encoder="3d_unet_small", frames=16, video_lengths=(40, 52), repeats=3)
 
 
-def published_predict(network, video: np.ndarray, frames: int, mean, std, device) -> np.ndarray:
-    """The published loop: non-overlapping windows, one at a time, fp32, no_grad."""
+# Windows per forward pass of the published inference script on a GPU.
+PUBLISHED_GPU_BATCH = 16
+
+
+def published_batch_size(device: torch.device) -> int:
+    return PUBLISHED_GPU_BATCH if device.type == "cuda" else 1
+
+
+def published_predict(network, video: np.ndarray, frames: int, mean, std, device, batch_size: int = 1) -> np.ndarray:
+    """The published loop: non-overlapping windows, ``batch_size`` per forward pass, fp32, no_grad."""
     n_frames = len(video)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
+    starts = list(range(0, n_frames, frames))
     outputs = []
     with torch.no_grad():
-        for start in range(0, n_frames, frames):
-            index = np.minimum(np.arange(start, start + frames), n_frames - 1)
-            clip = torch.from_numpy(video[index]).permute(3, 1, 2, 0).float() / 255.0  # (3, H, W, T)
-            clip = ((clip - mean_t) / std_t)[None].to(device)
-            logits = network(clip)
-            outputs.append(torch.sigmoid(logits)[0, 0].permute(2, 0, 1).cpu().numpy())
+        for first in range(0, len(starts), batch_size):
+            clips = []
+            for start in starts[first : first + batch_size]:
+                index = np.minimum(np.arange(start, start + frames), n_frames - 1)
+                clip = torch.from_numpy(video[index]).permute(3, 1, 2, 0).float() / 255.0  # (3, H, W, T)
+                clips.append((clip - mean_t) / std_t)
+            logits = network(torch.stack(clips).to(device))
+            outputs += list(torch.sigmoid(logits)[:, 0].permute(0, 3, 1, 2).cpu().numpy())
     return np.concatenate(outputs)[:n_frames]
 
 
@@ -103,7 +116,9 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
     repeats = int(repeats or config["repeats"])
     device_t = resolve_device(device)
     frames = config["frames"]
-    batch_size = default_batch_size(device_t)  # predict.py's default for this device
+    published_batch = published_batch_size(device_t)
+    # CPU: predict.py's default (1). CUDA: the published baseline's 16, so rows compare equal batches.
+    batch_size = published_batch if device_t.type == "cuda" else default_batch_size(device_t)
     torch.manual_seed(seed)
     network = build_network(config["encoder"], frames=frames).to(device_t).eval()
     rng = np.random.default_rng(seed)
@@ -113,7 +128,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
 
     methods = {
         "published": (
-            lambda v: published_predict(network, v, frames, mean, std, device_t),
+            lambda v: published_predict(network, v, frames, mean, std, device_t, published_batch),
             sum(-(-len(v) // frames) for v in videos),
         ),
         "ours_overlap": (
@@ -160,6 +175,7 @@ def run(quick: bool = False, device: str = "cpu", repeats: int | None = None, se
         "encoder": config["encoder"],
         "frames": frames,
         "batch_size": batch_size,
+        "published_batch_size": published_batch,
         "video_lengths": list(config["video_lengths"]),
         "total_frames": total_frames,
         "repeats": repeats,

@@ -624,6 +624,13 @@ def _flags(*extra):
     return build
 
 
+def b_cache_dir_is_file(env):
+    env.work.mkdir(parents=True, exist_ok=True)
+    cache = env.work / "cache-file"
+    cache.write_text("i am a file")
+    return train(env, None, "--cache_dir", cache)
+
+
 def b_run_dir_is_file(env):
     env.work.mkdir(parents=True, exist_ok=True)
     env.out.write_text("i am a file")
@@ -788,6 +795,8 @@ CASES: list[Case] = [
     # flags
     Case("run_dir_is_file", "flags", "--run_dir is an existing file", "train_weak", b_run_dir_is_file, E,
          "--run_dir", "error naming the flag"),
+    Case("cache_dir_is_file", "flags", "--cache_dir (or UNILVSEG_CACHE) is an existing file", "train_weak", b_cache_dir_is_file, E,
+         "cannot be written", "error naming the folder and what to do (another folder, or --cache_dir null)"),
     Case("mask_ratio_0", "flags", "--mask_ratio 0", "train_ssl", _flags("--mask_ratio", "0"), E, "--mask_ratio",
          "error: must be strictly between 0 and 1"),
     Case("mask_ratio_1", "flags", "--mask_ratio 1", "train_ssl", _flags("--mask_ratio", "1"), E, "--mask_ratio",

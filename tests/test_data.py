@@ -303,9 +303,9 @@ def test_frame_cache_builds_once_memory_maps_and_matches_decoder(tmp_path, monke
     def no_decoding(*args, **kwargs):
         raise AssertionError("cache hit must not decode the video again")
 
-    monkeypatch.setattr(video_module, "read_video", no_decoding)
+    monkeypatch.setattr(video_module, "decode_video", no_decoding)
     second = cache.frames(path)
-    assert isinstance(second, np.memmap)
+    assert isinstance(cache.stored_frames(path), np.memmap)
     np.testing.assert_array_equal(second, decoded)
     assert list((tmp_path / "cache").glob("*.npy")) == entries
     assert not list((tmp_path / "cache").glob(".tmp-*"))

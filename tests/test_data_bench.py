@@ -28,7 +28,11 @@ def test_published_loader_decodes_whole_video_and_builds_comparable_items(tiny_p
     record = index.records[0]
     video = bench.published_loadvideo(str(record.path))
     assert video.shape == (3, record.n_frames, 112, 112)
-    np.testing.assert_array_equal(video.transpose(1, 2, 3, 0), read_video(record.path))
+    # The published loader keeps OpenCV's decode; ours returns a grey video's stored grey value in
+    # all three channels, where the decoder rounds green up to 2 levels off (red and blue exact).
+    ours, published = read_video(record.path).astype(int), video.transpose(1, 2, 3, 0).astype(int)
+    np.testing.assert_array_equal(ours[..., [0, 2]], published[..., [0, 2]])
+    assert np.abs(ours - published).max() <= 2
     torch.manual_seed(0)
     weak = bench.PublishedDataset(index.records, "weak", ECHONET_MEAN, ECHONET_STD)[0]
     assert weak["video"].shape == (3, 112, 112, bench.FRAMES) and torch.isfinite(weak["video"]).all()

@@ -15,3 +15,10 @@ class DataError(UserError):
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+class CacheError(UserError):
+    """The decoded-frame cache cannot be written (full disk, not a folder, no permission).
+
+    Not a :class:`DataError`: a video that fails is skipped, a cache that fails stops the run.
+    """

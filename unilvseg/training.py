@@ -142,7 +142,8 @@ def make_trainer(
     checkpoints = run_dir / "checkpoints"
     # Temporaries left by a killed write (a checkpoint, metrics.csv, ...) are never valid output.
     # Only the files this trainer writes: --run_dir may be a folder that holds other things.
-    stale = remove_stale_temporaries(run_dir, recursive=False) + remove_stale_temporaries(checkpoints)
+    # Rank 0 only: under DDP the other ranks start while rank 0 may already be writing there.
+    stale = (remove_stale_temporaries(run_dir, recursive=False) + remove_stale_temporaries(checkpoints)) if rank_zero_only.rank == 0 else 0
     if stale:
         log.info("%s: removed %d temporary file(s) left by an interrupted run", run_dir, stale)
     best = ModelCheckpoint(

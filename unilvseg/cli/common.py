@@ -44,7 +44,28 @@ def setup_logging(verbose: bool = False) -> None:
         handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter("[unilvseg] %(message)s"))
         logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    # Under DDP every rank runs this script; progress messages come from rank 0 only (warnings,
+    # e.g. a video skipped on another rank's shard, from every rank).
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO if _is_rank_zero() else logging.WARNING)
+
+
+def _is_rank_zero() -> bool:
+    """True in a single process and in DDP's rank 0 (ranks launched by Lightning or torchrun carry
+    their rank in the environment from the start, which ``rank_zero_only.rank`` reads)."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def error_line(error: BaseException) -> str:
+    """The message of a user-facing error, also when a DataLoader worker raised it (PyTorch
+    re-raises it in the main process with the worker's traceback as its text: a full disk met by
+    a worker writing the frame cache must still read as one line saying what to do)."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = text.strip().splitlines()[-1]  # "unilvseg.errors.CacheError: <message>"
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
 
 
 def base_parser(prog: str, description: str) -> ArgumentParser:
@@ -64,6 +85,7 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
                       help="training-clip augmentation: true (= unilvseg: rotation +-20, shift +-12, brightness/contrast), "
                       "published (SimLVSeg: ColorJitter 0.2 p=0.5, CLAHE p=0.5, rotation +-20, pad 124 + crop 112) or false")
     data.add_argument("--cache_dir", type=str | None, default="auto", help="decoded-frame cache (default: $UNILVSEG_CACHE/frames); null disables")
+    data.add_argument("--cache_max_gb", type=float | None, default=None, help="bound of the frame cache, least recently used entries evicted (default 64, or $UNILVSEG_CACHE_MAX_GB)")
     model = parser.add_argument_group("model")
     model.add_argument("--encoder", type=str, default="3d_unet_small", help="network: 3d_unet, 3d_unet_small, monai_3d_unet, 3d_unet_tiny or an smp encoder (super-image)")
     model.add_argument("--width", type=int | None, default=None, help="base channel width override (tiny models)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from jsonargparse import ArgumentParser, Namespace
 
-from unilvseg.cli.common import base_parser, resolve_precision, setup_logging
+from unilvseg.cli.common import base_parser, error_line, resolve_precision, setup_logging
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -143,12 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = Path(args.run_dir or Path("runs") / "labelfree" / time.strftime("%Y%m%d-%H%M%S"))
         pipeline = LabelFreePipeline(
             config, run_dir, logger=args.logger, progress_bar=args.progress_bar,
-            cache_dir=args.cache_dir, num_workers=args.num_workers,
+            cache_dir=args.cache_dir, num_workers=args.num_workers, cache_max_gb=args.cache_max_gb,
         )
         result = pipeline.run()
         write_text(parser.dump(args, skip_none=False), run_dir / "config.yaml")
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
     last = result.report.iloc[-1]
     log.info(

@@ -9,6 +9,7 @@ settable in the file), loggers, resume and Lightning Trainer pass-through flags.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Callable
 
 from jsonargparse import ArgumentParser, Namespace
 
-from unilvseg.cli.common import base_parser, resolve_config_paths, resolve_precision, setup_logging  # noqa: F401 - re-exported
+from unilvseg.cli.common import (  # noqa: F401 - base_parser, resolve_precision, setup_logging re-exported
+    _is_rank_zero,
+    base_parser,
+    error_line,
+    resolve_config_paths,
+    resolve_precision,
+    setup_logging,
+)
 from unilvseg.errors import NonFiniteLossError, UserError
 
 log = logging.getLogger("unilvseg")
@@ -93,6 +101,7 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
         std=args.std,
         augment=args.augment,
         cache_dir=args.cache_dir,
+        cache_max_gb=args.cache_max_gb,
         seed=args.seed,  # clips and batch order from (seed, epoch, item): resumed runs repeat exactly
         **extra,
     )
@@ -121,17 +130,22 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
     resume_step = resume_step_of(args.resume, task) if args.resume else None
     datamodule.index  # noqa: B018 - reads and validates the dataset now
     datamodule.records("train"), datamodule.records("val")
+    datamodule.cache.prepare()  # an unwritable cache is an error before the run folder exists
     task.data_settings = {"mean": list(args.mean), "std": list(args.std), "size": list(datamodule.size), "period": args.period}
 
     if args.resume:
         run_dir = Path(args.resume).resolve().parent.parent
     else:
-        run_dir = Path(args.run_dir or Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S"))
+        run_dir = Path(args.run_dir or _launched_run_dir() or Path("runs") / kind / time.strftime("%Y%m%d-%H%M%S"))
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run_dir {run_dir}: exists and is not a folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config = parser.dump(args, skip_none=False)
-    write_text(config, run_dir / "config.yaml")
+    if _is_rank_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = parser.dump(args, skip_none=False)
+        write_text(config, run_dir / "config.yaml")
+        # DDP (Lightning's subprocess launcher) re-runs this script for ranks 1..n-1: they must
+        # write into this run folder, not one with their own start time.
+        os.environ[_RUN_DIR_ENV] = str(run_dir.resolve())
     trainer = make_trainer(
         run_dir,
         monitor=getattr(task, "monitor", "val_loss"),
@@ -154,12 +168,22 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
         deterministic="warn",
     )
     trainer.fit(task, datamodule=datamodule, ckpt_path=args.resume)
+    if not trainer.is_global_zero:
+        return 0  # the run summary is rank 0's to print
     best = run_dir / "checkpoints" / "best.ckpt"
     log.info("run folder: %s", run_dir)
     log.info("best checkpoint: %s (%s)", best, _best_score(trainer))
     if kind == "ssl":
         log.info("next: python train_weak.py --checkpoint %s", best)
     return 0
+
+
+_RUN_DIR_ENV = "UNILVSEG_LAUNCHED_RUN_DIR"
+
+
+def _launched_run_dir() -> str | None:
+    """The run folder rank 0 chose, for a DDP rank that Lightning launched from rank 0's process."""
+    return os.environ.get(_RUN_DIR_ENV) if not _is_rank_zero() else None
 
 
 def _best_score(trainer) -> str:
@@ -226,7 +250,7 @@ def _main(argv, parser_factory, kind, build) -> int:
         return run_training(args, kind, build, parser)
     except (UserError, NonFiniteLossError) as error:
         # A diverged run is the user's to fix (learning rate, data), not a bug: no traceback.
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         return 2
 
 

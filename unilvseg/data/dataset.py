@@ -24,7 +24,7 @@ from unilvseg.data.augment import NO_AUGMENT, ClipAugment, make_augment
 from unilvseg.data.clips import ClipSampler
 from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
 from unilvseg.data.tracings import tracing_mask
-from unilvseg.data.video import FrameCache, resize_frames
+from unilvseg.data.video import SHARED_CACHE_SIZE, FrameCache, as_three_channels, resize_frames
 from unilvseg.errors import DataError, UserError
 
 log = logging.getLogger("unilvseg")
@@ -122,7 +122,7 @@ class EchoClipDataset(Dataset):
         self.size = tuple(size)
         self.targets = TracingTargets(self.size) if targets == "tracings" else targets
         self.augment = augment or NO_AUGMENT
-        self.cache = cache or FrameCache(size=self.size)
+        self.cache = cache or FrameCache(size=cache_size_for(self.size))
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
         self.seed = seed
@@ -169,7 +169,7 @@ class EchoClipDataset(Dataset):
         record = item.record
         rng = self._rng(i, epoch)
         try:
-            video = self.cache.frames(record.path)
+            video = self.cache.stored_frames(record.path)  # (T, H, W) grey or (T, H, W, 3)
         except DataError as error:
             log.warning("skipping video in this batch: %s", error)
             return None
@@ -182,13 +182,18 @@ class EchoClipDataset(Dataset):
             return None
         frame_index = self.frame_index(item, len(video), rng)
         frames = np.asarray(video[frame_index])  # reads only these frames from the memory map
+        if frames.shape[1:3] != self.size:
+            # Entries are shared at SHARED_CACHE_SIZE by every task; other input sizes per clip.
+            frames = resize_frames(frames, self.size)
         sample = {"file_name": record.file_name, "frame_index": torch.from_numpy(frame_index.astype(np.int64))}
-        target = self.targets(record, frame_index, frames, item.phase) if self.targets is not None else None
+        target = self.targets(record, frame_index, as_three_channels(frames), item.phase) if self.targets is not None else None
 
         masks = np.asarray(target["mask"])[:, None] if target is not None else None
-        # Warped as uint8 straight from the cache (one OpenCV call per clip) into (3, H, W, T) floats.
-        clip, masks = self.augment.clip_from_frames(frames, masks, rng)
-        sample["video"] = clip.sub_(self.mean).div_(self.std)  # (3, H, W, T)
+        # Warped as uint8 straight from the cache (one OpenCV call per clip) into (C, H, W, T)
+        # floats; a grey clip is warped once, not three times, and becomes three channels in
+        # the normalisation below (broadcast against the per-channel mean and std).
+        clip, masks = self.augment.clip_from_frames(frames if frames.ndim == 4 else frames[..., None], masks, rng)
+        sample["video"] = clip.sub_(self.mean).div_(self.std) if len(clip) == 3 else (clip - self.mean).div_(self.std)
         if target is not None:
             sample["mask"] = masks.float()  # (1, H, W, T), float per the contract
             sample["labelled"] = torch.as_tensor(np.asarray(target["labelled"], dtype=bool))
@@ -197,6 +202,13 @@ class EchoClipDataset(Dataset):
                 np.zeros(len(frame_index), dtype=np.int64) if phase is None else np.asarray(phase, dtype=np.int64)
             )
         return sample
+
+
+def cache_size_for(size: tuple[int, int]) -> tuple[int, int]:
+    """Frame size of the cache entries a dataset of input ``size`` reads: the shared
+    EchoNet-size entries for inputs up to that size (resized per clip), else ``size`` itself."""
+    size = tuple(size)
+    return SHARED_CACHE_SIZE if all(s <= c for s, c in zip(size, SHARED_CACHE_SIZE)) else size
 
 
 def collate_clips(items: list[dict | None]) -> dict:
@@ -239,6 +251,23 @@ class EpochSampler(Sampler):
         return iter([(self.epoch, int(i)) for i in order])
 
 
+def unpadded_shards(dataset: Dataset, sampler: Sampler | None, world: int, rank: int) -> Sampler:
+    """Rank ``rank``'s share (items rank, rank + world, ...) of an evaluation set, no repeats.
+
+    A ``DistributedSampler`` subclass, so Lightning keeps it instead of inserting its padded one.
+    """
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler, UnrepeatedDistributedSamplerWrapper
+
+    if len(dataset) < world:
+        raise UserError(
+            f"the evaluation set has {len(dataset)} item(s), fewer than the {world} processes (--devices); "
+            "use fewer devices or a larger validation split"
+        )
+    if sampler is None:
+        return UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+    return UnrepeatedDistributedSamplerWrapper(sampler, num_replicas=world, rank=rank, shuffle=False)
+
+
 SCHEMES = {
     # scheme: (train placement, val placement, targets)
     "ssl": ("random", "centred", None),
@@ -279,6 +308,7 @@ class EchoNetDataModule(L.LightningDataModule):
         cache_dir: str | Path | None = "auto",
         size: tuple[int, int] = (112, 112),
         seed: int | None = None,
+        cache_max_gb: float | None = None,
     ):
         super().__init__()
         if scheme not in SCHEMES:
@@ -307,8 +337,13 @@ class EchoNetDataModule(L.LightningDataModule):
         self.subset_seed = subset_seed
         self.size = tuple(size)
         self.seed = seed
-        self.cache = FrameCache(cache_dir, size=self.size)
+        self.cache = FrameCache(cache_dir, size=cache_size_for(self.size), max_gb=cache_max_gb)
         self._index: DatasetIndex | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        # Before any loader starts: a cache that cannot be written is an error now, not in a
+        # worker mid-epoch; stale entries are swept by one process (rank 0).
+        self.cache.prepare(clean=self._ranks()[1] == 0)
 
     @property
     def root(self) -> Path:
@@ -366,8 +401,22 @@ class EchoNetDataModule(L.LightningDataModule):
             seed=self.seed,
         )
 
+    def _ranks(self) -> tuple[int, int]:
+        """(world size, global rank) of the trainer this DataModule is attached to; (1, 0) without one."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def _loader(self, dataset: EchoClipDataset, shuffle: bool) -> DataLoader:
         sampler = EpochSampler(len(dataset), shuffle, self.seed) if self.seed is not None else None
+        world, rank = self._ranks()
+        if not shuffle and world > 1:
+            # Evaluation under DDP: each item on exactly one rank. Lightning's default
+            # DistributedSampler pads the shortest shards with repeats of the first items, which
+            # would count those videos twice in the pooled Dice. Unpadded shards may differ by
+            # one item; nothing in a validation step is a collective, so that is safe.
+            sampler = unpadded_shards(dataset, sampler, world, rank)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

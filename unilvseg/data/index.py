@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from unilvseg.data.tracings import TracedVideo, ed_es_frames, polygon_area, read_tracings, tracing_mask
+from unilvseg.data.tracings import TracedVideo, ed_es_frames, polygon_area, polygon_from_rows, read_tracings, tracing_mask
 from unilvseg.errors import DataError
 
 log = logging.getLogger("unilvseg")
@@ -219,9 +219,15 @@ def _attach_tracings(record: VideoRecord, traced: TracedVideo | None) -> tuple[s
 def _outside_image(rows: np.ndarray, height: int, width: int) -> str | None:
     """Why a traced polygon is unusable at this frame size (None when at least half is inside)."""
     area = polygon_area(rows)
-    inside = int(tracing_mask(rows, height, width).sum())
     if area < 1:
         return f"traced polygon has no area ({area:.2f} px)"
+    xs, ys = polygon_from_rows(rows)
+    xs, ys = np.rint(xs), np.rint(ys)
+    if xs.min() >= 0 and ys.min() >= 0 and xs.max() < width and ys.max() < height:
+        # Every vertex inside the frame: so is the polygon. Rasterising it to count (0.5 ms
+        # each) was most of the time of indexing EchoNet-Dynamic's 20,060 traced frames.
+        return None
+    inside = int(tracing_mask(rows, height, width).sum())
     if inside < 0.5 * area:
         return f"traced polygon lies outside the {height}x{width} image ({inside} of {area:.0f} px inside)"
     return None

@@ -612,7 +612,15 @@ def default_data_path(videos: int = 40, seed: int = 0) -> Path:
     final = root / f"phantom-{PHANTOM_VERSION}-n{videos}-s{seed}"
     if (final / COMPLETE_MARKER).is_file():
         return final
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        from unilvseg.errors import CacheError
+
+        raise CacheError(
+            f"cache folder {root} ($UNILVSEG_CACHE, default ~/.cache/unilvseg) cannot be written "
+            f"({error.strerror or error}): point UNILVSEG_CACHE at a writable folder, or pass --data_path"
+        ) from None
     if final.exists():
         # Our own name without the marker: left by something other than this function; rebuild.
         shutil.rmtree(final)

@@ -31,9 +31,8 @@ from unilvseg.evaluation.bootstrap import (
     REFERENCE_QUANTILES,
     VIDEO,
     bootstrap_dice,
-    bootstrap_mean,
 )
-from unilvseg.evaluation.metrics import dice_counts, dice_from_counts, ef_agreement, pooled_dice
+from unilvseg.evaluation.metrics import dice_counts, dice_from_counts, pooled_dice
 from unilvseg.io import write_csv, write_json, write_text
 
 log = logging.getLogger("unilvseg")

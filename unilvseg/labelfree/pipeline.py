@@ -344,12 +344,13 @@ class LabelFreePipeline:
     """Runs (or continues) a label-free run in ``run_dir``; see the module docstring."""
 
     def __init__(self, config: PipelineConfig, run_dir: str | Path, logger: str = "csv", progress_bar: bool = False,
-                 cache_dir: str | Path | None = "auto", num_workers: int = 0):
+                 cache_dir: str | Path | None = "auto", num_workers: int = 0, cache_max_gb: float | None = None):
         self.config = config
         self.run_dir = Path(run_dir)
         self.logger = logger
         self.progress_bar = progress_bar
         self.cache_dir = cache_dir
+        self.cache_max_gb = cache_max_gb
         self.num_workers = num_workers
         self._datamodule = None
         self.stopped: str | None = None  # why self-learning ended before --rounds, if it did
@@ -374,6 +375,7 @@ class LabelFreePipeline:
             train_videos=config.train_videos,
             subset_seed=config.seed,
             cache_dir=self.cache_dir,
+            cache_max_gb=self.cache_max_gb,
             size=tuple(config.size),
             # Each stage draws its own clips; all of them a function of (seed, stage, epoch, item).
             seed=config.seed + 1000 * stage_index,
@@ -390,7 +392,9 @@ class LabelFreePipeline:
         from unilvseg.data.video import FrameCache
 
         if not hasattr(self, "_native_cache"):
-            self._native_cache = FrameCache(self.cache_dir, size=None)  # labels live at the video's own size
+            # Labels live at the video's own size. The cache keys entries by the frame size they
+            # hold, so for EchoNet's 112x112 videos these are the entries every task shares.
+            self._native_cache = FrameCache(self.cache_dir, size=None, max_gb=self.cache_max_gb)
         return np.asarray(self._native_cache.frames(record.path))
 
     def label_records(self) -> list:

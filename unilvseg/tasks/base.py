@@ -98,19 +98,30 @@ class ClipTask(L.LightningModule):
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.network(video)
 
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        """Lightning's ``log`` with ``sync_dist=True`` unless the caller says otherwise.
+
+        Under DDP each rank sees only its shard of the data; an unsynced epoch metric (the
+        validation loss that picks ``best.ckpt``, an epoch's training loss) would be rank 0's
+        half. Values that are already reduced over ranks (torchmetrics' ``compute``) pass
+        ``sync_dist=False``. On one process syncing is a no-op. Every rank must log the same
+        names in the same order, so nothing here is logged conditionally on rank-local data.
+        """
+        kwargs.setdefault("sync_dist", True)
+        super().log(name, value, *args, **kwargs)
+
     # -- training ---------------------------------------------------------------------------
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
     def training_step(self, batch: dict, batch_idx: int):
-        skipped = int(batch["skipped"])
-        if skipped:
-            self.log("skipped_videos", float(skipped), on_step=False, on_epoch=True, reduce_fx="sum")
+        # Logged every step, zero included: a synced metric must be logged on every rank.
+        self.log("skipped_videos", batch["skipped"].float(), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
         if "video" not in batch:  # every video of the batch failed to decode
-            return None
+            return self.step_without_loss()
         loss, parts = self.compute_loss(batch)
         if loss is None:
-            return None
+            return self.step_without_loss()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, step {self.global_step}; "
@@ -122,6 +133,20 @@ class ClipTask(L.LightningModule):
         for name, value in parts.items():
             self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
         return loss
+
+    def step_without_loss(self):
+        """A batch with nothing to learn from (all its videos failed to decode, or no frame is labelled).
+
+        One process skips the step (None). Under DDP the other ranks would wait forever in the
+        gradient all-reduce and the synced ``train_loss`` for this rank, so it takes a normal
+        step on a zero loss over every parameter: zero gradients from this rank, the same
+        all-reduce and optimiser step as the others.
+        """
+        if self.trainer.world_size == 1:
+            return None
+        zero = sum(parameter.sum() for parameter in self.parameters() if parameter.requires_grad) * 0.0
+        self.log("train_loss", zero, prog_bar=True, on_step=True, on_epoch=True, batch_size=1)
+        return zero
 
     def on_train_epoch_start(self):
         self._epoch_started = time.perf_counter()

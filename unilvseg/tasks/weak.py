@@ -14,7 +14,11 @@ LOSSES = ("dice", "bce")
 
 
 class PooledDice(torchmetrics.Metric):
-    """Dice as a ratio of sums over every scored frame: 2·ΣI / (Σ|pred| + Σ|true|) (EchoNet's convention)."""
+    """Dice as a ratio of sums over every scored frame: 2·ΣI / (Σ|pred| + Σ|true|) (EchoNet's convention).
+
+    Under DDP ``compute`` all-reduces the two sums (torchmetrics' sync on compute), so the
+    result is the Dice of the whole validation set, not a mean of per-rank Dice values.
+    """
 
     full_state_update = False
 
@@ -29,7 +33,11 @@ class PooledDice(torchmetrics.Metric):
         self.total += predicted.sum().double() + target.sum().double()
 
     def compute(self) -> torch.Tensor:
-        return (2 * self.intersection / self.total.clamp_min(1)).float()
+        # NaN when no frame was scored on any rank (the states are already all-reduced here), so
+        # every rank reaches the same decision about logging it.
+        if self.total == 0:
+            return torch.tensor(float("nan"))
+        return (2 * self.intersection / self.total).float()
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -81,6 +89,8 @@ class WeakSegmentationTask(ClipTask):
         super().__init__(out_channels=1, **network)
         self.criterion = SegmentationLoss(loss)
         self.val_dice = torch.nn.ModuleDict({"all": PooledDice(), "ed": PooledDice(), "es": PooledDice()})
+        # Frame-weighted mean of the validation loss, reduced over ranks with the Dice sums.
+        self.val_loss_mean = torchmetrics.MeanMetric()
         self.transfer_report = load_pretrained(self.network, checkpoint, pretrained_type=pretrained_type) if checkpoint else None
 
     def labelled_frames(self, batch: dict, logits: torch.Tensor):
@@ -107,13 +117,23 @@ class WeakSegmentationTask(ClipTask):
         predicted = selected_logits > 0
         self.val_dice["all"].update(predicted, target)
         for name, code in (("ed", 1), ("es", 2)):
-            chosen = phase == code
-            if chosen.any():
-                self.val_dice[name].update(predicted[chosen], target[chosen])
-        self.log("val_loss", loss, prog_bar=False, batch_size=len(target))
+            chosen = phase == code  # may select nothing: an empty update adds zero to the sums
+            self.val_dice[name].update(predicted[chosen], target[chosen])
+        self.val_loss_mean.update(loss.detach().double(), weight=len(target))
 
     def on_validation_epoch_end(self):
-        for name, metric in self.val_dice.items():
-            if metric.total > 0 or name == "all":
-                self.log("val_dice" if name == "all" else f"val_dice_{name}", metric.compute(), prog_bar=name == "all")
+        # Every rank computes every metric, in the same order: each compute() is a collective
+        # (all-reduce of the metric's sums), so a rank-local condition here would pair one rank's
+        # ED sums with another's ES sums, or hang. Whether a phase is logged is decided on the
+        # reduced values, which all ranks share. The values are already global: logged unsynced.
+        scores = {name: metric.compute() for name, metric in self.val_dice.items()}
+        scores["loss"] = self.val_loss_mean.compute()  # NaN when no rank scored a frame
+        for name, value in scores.items():
+            key = "val_dice" if name == "all" else f"val_{name}" if name == "loss" else f"val_dice_{name}"
+            if name == "all":
+                value = torch.nan_to_num(value, nan=0.0)
+            elif not torch.isfinite(value):
+                continue
+            self.log(key, value.float(), prog_bar=name == "all", sync_dist=False)
+        for metric in (*self.val_dice.values(), self.val_loss_mean):
             metric.reset()
