@@ -115,7 +115,9 @@ class PublishedAugment:
     @staticmethod
     def _contrast(frames, factor):
         # Blend with each frame's own mean gray level (every frame is one albumentations image).
-        mean = (frames.astype(np.float64) @ _GRAY_WEIGHTS).mean(axis=(1, 2))[:, None, None, None]
+        # One-channel frames come from the grey frame cache: their gray level is the pixel itself.
+        gray = frames[..., 0].astype(np.float64) if frames.shape[-1] == 1 else frames.astype(np.float64) @ _GRAY_WEIGHTS
+        mean = gray.mean(axis=(1, 2))[:, None, None, None]
         return np.clip(frames * factor + mean * (1 - factor), 0, 255).astype(np.uint8)
 
     @staticmethod
