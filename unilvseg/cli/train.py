@@ -21,6 +21,7 @@ from unilvseg.errors import NonFiniteLossError, UserError
 log = logging.getLogger("unilvseg")
 
 PRETEXTS = ("temporal_masking", "anatomical_position")
+WEAK_LABELS = ("tracings", "tracings+pseudo")
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -119,7 +120,15 @@ def weak_parser() -> ArgumentParser:
     group = parser.add_argument_group("weak supervision")
     group.add_argument("--checkpoint", type=str | None, default=None, help="pre-training checkpoint to start from")
     group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="dice and/or bce")
-    group.add_argument("--labels", type=str, default="tracings", help="tracings, or pseudo for label-free training (see train_labelfree.py)")
+    group.add_argument(
+        "--labels", type=str, default="tracings",
+        help="tracings; tracings+pseudo (tracings where they exist, QC-passed pseudo-labels of --pseudo_labels on every "
+        "other frame and video); or pseudo for label-free training (see train_labelfree.py)",
+    )
+    group.add_argument(
+        "--pseudo_labels", type=str | None, default=None,
+        help="with --labels tracings+pseudo: a label round folder of a label-free run (e.g. RUN/labels/round1)",
+    )
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n labelled training videos (seeded subset)")
     return parser
 
@@ -240,11 +249,29 @@ def build_ssl(args: Namespace):
 def build_weak(args: Namespace):
     from unilvseg.tasks.weak import WeakSegmentationTask
 
-    if args.labels != "tracings":
-        raise UserError(f"--labels {args.labels!r}: train_weak.py trains from tracings; use --labels pseudo through train_labelfree.py")
+    if args.labels not in WEAK_LABELS:
+        raise UserError(f"--labels {args.labels!r}: expected one of {', '.join(WEAK_LABELS)} (or pseudo, for label-free training)")
+    if args.labels == "tracings" and args.pseudo_labels:
+        raise UserError("--pseudo_labels is used only with --labels tracings+pseudo")
     checkpoint = None if args.resume else args.checkpoint
     task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, **network_kwargs(args))
-    return task, build_datamodule(args, "weak", train_videos=args.train_videos, subset_seed=args.seed)
+    if args.labels == "tracings":
+        return task, build_datamodule(args, "weak", train_videos=args.train_videos, subset_seed=args.seed)
+    from unilvseg.data.dataset import TracingsFirstTargets
+    from unilvseg.labelfree.pipeline import COMPLETE, PseudoLabelTargets
+
+    if not args.pseudo_labels:
+        raise UserError("--labels tracings+pseudo needs --pseudo_labels <label round folder of a label-free run, e.g. RUN/labels/round1>")
+    label_dir = Path(args.pseudo_labels)
+    if not (label_dir / COMPLETE).is_file():
+        raise UserError(
+            f"--pseudo_labels {label_dir}: not a finished label round (no {COMPLETE}); "
+            "expected a label-free run's labels/round<k> folder"
+        )
+    datamodule = build_datamodule(args, "weak_pseudo", train_videos=args.train_videos, subset_seed=args.seed)
+    # Pseudo-labels resized (nearest) to the training size; tracings drawn at it.
+    datamodule.train_targets = TracingsFirstTargets(PseudoLabelTargets(label_dir, datamodule.size), datamodule.size)
+    return task, datamodule
 
 
 def _main(argv, parser_factory, kind, build) -> int:
