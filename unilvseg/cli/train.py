@@ -101,6 +101,14 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     return parser
 
 
+def add_size_flag(parser) -> None:
+    """``--size H W`` (train_ssl.py, train_weak.py; train_labelfree.py has its own, default 64 64)."""
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=[112, 112],
+        help="network input H W: videos and masks are resized to it (saved in the checkpoint, predict.py resizes back)",
+    )
+
+
 def ssl_parser() -> ArgumentParser:
     parser = base_parser("train_ssl.py", "Self-supervised pre-training (temporal masking or anatomical position).")
     group = parser.add_argument_group("self-supervision")
@@ -111,6 +119,7 @@ def ssl_parser() -> ArgumentParser:
     group.add_argument("--reconstruction_weight", type=float, default=0.0, help="anatomical_position: add temporal-masking reconstruction (multi-task)")
     group.add_argument("--along_bins", type=int, default=4, help="anatomical_position: position bins along the LV axis")
     group.add_argument("--across_bins", type=int, default=4, help="anatomical_position: position bins across the LV axis")
+    add_size_flag(group)
     parser.set_defaults(epochs=3)
     return parser
 
@@ -130,6 +139,7 @@ def weak_parser() -> ArgumentParser:
         help="with --labels tracings+pseudo: a label round folder of a label-free run (e.g. RUN/labels/round1)",
     )
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n labelled training videos (seeded subset)")
+    add_size_flag(group)
     return parser
 
 
@@ -155,8 +165,19 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
         augment=args.augment,
         cache_dir=args.cache_dir,
         seed=args.seed,  # clips and batch order from (seed, epoch, item): resumed runs repeat exactly
+        size=_size(args),
         **extra,
     )
+
+
+def _size(args: Namespace) -> tuple[int, int]:
+    size = tuple(int(v) for v in (getattr(args, "size", None) or (112, 112)))
+    if len(size) != 2 or min(size) < 1:
+        raise UserError(f"--size must be two positive integers H W, got {list(size)}")
+    from unilvseg.models import check_input_shape
+
+    check_input_shape(args.encoder, size[0], size[1], args.frames)
+    return size
 
 
 def network_kwargs(args: Namespace) -> dict:
