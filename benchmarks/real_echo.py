@@ -33,11 +33,10 @@ evaluate_bootstrap.py). Running again with the same ``--run_dir`` reuses every f
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
 import logging
 import math
-import os
-import platform
 import shutil
 import sys
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import load_average
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -230,7 +230,9 @@ def train_ssl(budget: Budget, data_path: Path, heldout: Path, run_dir: Path, pre
 
 
 def train_weak(budget: Budget, run_dir: Path, seed: int, data_path: Path | None = None, extra: list[str] = (),
-               steps: int | None = None, epochs: int | None = None) -> tuple[Path, float]:
+               steps: int | None = None, epochs: int | None = None, depends: dict | None = None) -> tuple[Path, float]:
+    """A weak run; ``depends`` (e.g. the hash of the checkpoint or labels it starts from) joins its
+    settings, so it trains again when what it builds on changed."""
     from unilvseg.cli.train import main_weak
 
     flags = (["--data_path", str(data_path)] if data_path is not None else []) + list(extra)
@@ -242,7 +244,7 @@ def train_weak(budget: Budget, run_dir: Path, seed: int, data_path: Path | None 
     else:
         flags += ["--epochs", str(epochs)]
     flags += common_flags(budget, run_dir, seed)
-    return run_stage(run_dir, {"flags": flags}, lambda: main_weak(flags), "checkpoints/last.ckpt")
+    return run_stage(run_dir, {"flags": flags, **(depends or {})}, lambda: main_weak(flags), "checkpoints/last.ckpt")
 
 
 def last_label_round(labelfree_dir: Path) -> Path:
@@ -292,6 +294,16 @@ def ef_agreement_table(prediction_dir: Path, data_path: Path, samples: int, seed
     return table, summary
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def pooled_interval(evaluation_dirs: list[Path], splits: list[str], samples: int, seed: int) -> dict:
     """Dice (overall, ED, ES) with 95 % bootstrap intervals over the videos of several
     evaluate_bootstrap.py outputs together (e.g. VAL + TEST), from their per-video pixel counts."""
@@ -313,13 +325,16 @@ def score(scheme: str, checkpoint: Path, data_path: Path, folder: Path, budget: 
                      "--save_dir", str(predictions), "--device", device, "--batch_size", str(budget.predict_batch), "--overwrite"]
     if budget.predict_stride is not None:
         predict_flags += ["--stride", str(budget.predict_stride)]
-    _, predict_seconds = run_stage(predictions, {"flags": predict_flags}, lambda: predict_main(predict_flags), "volumes.csv")
+    # The checkpoint's content is part of every scoring stage's settings: a scheme retrained with
+    # other settings (same checkpoint path) is predicted and evaluated again, never read stale.
+    weights = _sha256(checkpoint)
+    _, predict_seconds = run_stage(predictions, {"flags": predict_flags, "weights": weights}, lambda: predict_main(predict_flags), "volumes.csv")
     summaries, dirs = {}, []
     for split in ("test", "val"):
         output = folder / "evaluation" / split
         flags = ["--data_dir", str(data_path), "--prediction_dir", str(predictions), "--output_dir", str(output),
                  "--split", split, "--samples", str(budget.samples), "--seed", str(seed)]
-        summary, _ = run_stage(output, {"flags": flags}, lambda: evaluate_main(flags), "summary.json")
+        summary, _ = run_stage(output, {"flags": flags, "weights": weights}, lambda: evaluate_main(flags), "summary.json")
         summaries[split] = json.loads(summary.read_text())
         dirs.append(output)
     pooled = pooled_interval(dirs, ["test", "val"], budget.samples, seed)
@@ -348,8 +363,12 @@ def ef_plots(ef_tables: pd.DataFrame, results: Path) -> list[Path]:
     schemes = list(dict.fromkeys(ef_tables["scheme"]))
     paths = []
     for kind in ("bland_altman", "scatter"):
-        figure = Figure(figsize=(3.4 * len(schemes), 3.4))
-        axes = np.atleast_1d(figure.subplots(1, len(schemes), squeeze=False)[0])
+        columns = min(3, len(schemes))
+        rows = -(-len(schemes) // columns)
+        figure = Figure(figsize=(3.6 * columns, 3.4 * rows))
+        axes = figure.subplots(rows, columns, squeeze=False).ravel()
+        for ax in axes[len(schemes):]:
+            ax.set_visible(False)
         for ax, scheme in zip(axes, schemes):
             part = ef_tables[ef_tables["scheme"] == scheme].dropna(subset=["EF_reference", "EF_predicted"])
             reference, predicted = part["EF_reference"].to_numpy(), part["EF_predicted"].to_numpy()
@@ -442,7 +461,7 @@ def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict) -> st
 
 def run(args) -> int:
     from unilvseg.data.index import load_index
-    from unilvseg.io import write_csv, write_text
+    from unilvseg.io import atomic_path, write_csv, write_text
 
     budget = budget_from_args(args)
     data_path = Path(args.data_path)
@@ -451,6 +470,7 @@ def run(args) -> int:
     work = Path(args.run_dir or ("runs/real_echo-smoke" if args.smoke else "runs/real_echo"))
     results = Path(args.results_dir) if args.results_dir else (work / "results" if args.smoke else RESULTS_DIR)
     started = time.perf_counter()
+    load_at_start = load_average()
     if args.smoke:
         data_path = smoke_subset(data_path, work / "data")
     index = load_index(data_path, require_tracings=False)
@@ -468,7 +488,8 @@ def run(args) -> int:
     for scheme, pretext in (("b_ssl_finetune", "temporal_masking"), ("c_anatomical_finetune", "anatomical_position")):
         if scheme in args.schemes:
             ssl, ssl_seconds = train_ssl(budget, data_path, heldout, work / f"ssl_{pretext}", pretext, seed)
-            checkpoints[scheme], seconds = train_weak(budget, work / scheme, seed, data_path, ["--checkpoint", str(ssl)], steps=budget.finetune_steps)
+            checkpoints[scheme], seconds = train_weak(budget, work / scheme, seed, data_path, ["--checkpoint", str(ssl)],
+                                                      steps=budget.finetune_steps, depends={"start": _sha256(ssl)})
             train_seconds[scheme] = ssl_seconds + seconds
     if "b_scratch" in args.schemes:
         checkpoints["b_scratch"], train_seconds["b_scratch"] = train_weak(budget, work / "b_scratch", seed, data_path, steps=budget.finetune_steps)
@@ -478,6 +499,7 @@ def run(args) -> int:
         checkpoints["d_tracings_pseudo"], train_seconds["d_tracings_pseudo"] = train_weak(
             budget, work / "d_tracings_pseudo", seed, data_path,
             ["--labels", "tracings+pseudo", "--pseudo_labels", str(labels)], epochs=budget.pseudo_epochs,
+            depends={"labels": _sha256(labels / "qc.csv")},
         )
     if "e_phantom" in args.schemes:
         checkpoints["e_phantom"], train_seconds["e_phantom"] = train_weak(budget, work / "e_phantom", seed, epochs=budget.phantom_epochs)
@@ -487,7 +509,9 @@ def run(args) -> int:
     final_dir.mkdir(parents=True, exist_ok=True)
     for scheme in [s for s in SCHEMES if s in args.schemes]:
         final = final_dir / f"{scheme}.ckpt"
-        shutil.copyfile(checkpoints[scheme], final)
+        if not final.is_file() or not filecmp.cmp(checkpoints[scheme], final, shallow=False):
+            with atomic_path(final) as tmp:
+                shutil.copyfile(checkpoints[scheme], tmp)
         row, ef_table, predict_seconds = score(scheme, final, data_path, work / "scores" / scheme, budget, seed, args.device)
         row.update(train_seconds=round(train_seconds[scheme], 1), predict_seconds=round(predict_seconds, 1), checkpoint=str(final))
         rows.append(row)
@@ -508,7 +532,7 @@ def run(args) -> int:
     meta = {
         "dataset": Path(args.data_path).resolve().name + (" (smoke subset)" if args.smoke else ""),
         "command": "python -m benchmarks.real_echo " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
-        "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {_threads()}",
+        "device": _device_text(load_at_start),
         "wall_seconds": time.perf_counter() - started,
         "settings": _settings_text(budget),
         "samples": budget.samples,
@@ -523,10 +547,14 @@ def run(args) -> int:
     return 0
 
 
-def _threads() -> int:
+def _device_text(load_at_start: list[float]) -> str:
     import torch
 
-    return torch.get_num_threads()
+    from benchmarks.common import cpu_model, usable_cpus
+
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    return (f"{cpu_model()}, {usable_cpus()} usable cores, torch threads {torch.get_num_threads()}{gpu}; "
+            f"load average at start {load_at_start}, at end {load_average()} (other programs on the cores slow every figure)")
 
 
 def _settings_text(budget: Budget) -> str:
