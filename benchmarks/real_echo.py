@@ -85,14 +85,18 @@ class Budget:
     size: tuple[int, int] = (64, 64)
     batch_size: int = 4
     lr: float = 1e-3
+    # Defaults from CPU seconds measured on the 232-video folder (3d_unet_tiny, 64x64, 16 frames,
+    # 1 torch thread): label-free stage-1 labels ~80 s, each network label round ~125 s, one
+    # epoch over the 228 TRAIN videos ~24 s (label-free, d) / ~18-21 s (SSL), a weak step on the
+    # 3 traced videos ~0.13 s, predict.py on all 232 videos ~75 s. Total ~35 CPU minutes.
     labelfree_rounds: int = 1
-    labelfree_early_epochs: int = 10
-    labelfree_round_epochs: int = 5
+    labelfree_early_epochs: int = 12
+    labelfree_round_epochs: int = 6
     labelfree_train_videos: int | None = None
-    ssl_epochs: int = 4
-    anatomical_epochs: int = 4
-    finetune_steps: int = 150  # weak training on the traced TRAIN videos (b, b', c)
-    pseudo_epochs: int = 6  # scheme d, one clip per TRAIN video per epoch
+    ssl_epochs: int = 6
+    anatomical_epochs: int = 6
+    finetune_steps: int = 400  # weak training on the traced TRAIN videos (b, b', c)
+    pseudo_epochs: int = 12  # scheme d, one clip per TRAIN video per epoch
     phantom_epochs: int = 30  # scheme e, 40-video phantom
     limit_batches: int | None = None  # smoke only: batches per epoch
     predict_stride: int | None = None  # None: predict.py's default (frames // 2)
