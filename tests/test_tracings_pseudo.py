@@ -133,3 +133,16 @@ def test_train_weak_builds_the_combined_data_and_refuses_bad_flags(tmp_path, cap
         assert main_weak(base + flags + ["--run_dir", str(tmp_path / "run")]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_size_flag_sets_the_training_size_and_checks_it(tmp_path, capsys):
+    from unilvseg.cli.train import build_weak, main_weak, weak_parser
+
+    folder = _folder(tmp_path)
+    base = ["--data_path", str(folder), "--encoder", "3d_unet_tiny", "--frames", "16", "--cache_dir", "null"]
+    _, datamodule = build_weak(weak_parser().parse_args(base + ["--size", "48", "48"]))
+    item = datamodule.dataset("train", train=True)[(0, 0)]
+    assert item["video"].shape == (3, 48, 48, 16) and item["mask"].shape == (1, 48, 48, 16)
+    assert item["mask"].sum() > 0  # the tracing, drawn at the training size
+    assert main_weak(base + ["--size", "40", "40", "--run_dir", str(tmp_path / "run")]) == 2
+    assert "image height" in capsys.readouterr().err and not (tmp_path / "run").exists()
