@@ -149,9 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def budget_from_args(args) -> Budget:
-    budget = (SMOKE if args.smoke else Budget()).scaled(args.scale)
-    if args.scale <= 0:
+    if not args.scale > 0:
         raise UserError(f"--scale must be > 0, got {args.scale}")
+    budget = (SMOKE if args.smoke else Budget()).scaled(args.scale)
     changes = {name: getattr(args, name) for name in ("encoder", "width", "frames", "batch_size", "samples") if getattr(args, name) is not None}
     if args.size is not None:
         changes["size"] = tuple(args.size)
