@@ -30,6 +30,7 @@ from unilvseg.errors import NonFiniteLossError, UserError
 log = logging.getLogger("unilvseg")
 
 PRETEXTS = ("temporal_masking", "anatomical_position")
+WEAK_LABELS = ("tracings", "tracings+pseudo")
 
 
 def add_schedule_flags(parser: ArgumentParser) -> None:
@@ -41,6 +42,14 @@ def add_schedule_flags(parser: ArgumentParser) -> None:
                        help="learning rate: warmup_cosine, constant (published SSL) or multistep (published weak: --milestones, --gamma)")
     group.add_argument("--milestones", type=list[int], default=[], help="multistep: epochs at which the rate is multiplied by --gamma")
     group.add_argument("--gamma", type=float, default=0.1, help="multistep: factor at each milestone")
+
+
+def add_size_flag(parser) -> None:
+    """``--size H W`` (train_ssl.py, train_weak.py; train_labelfree.py has its own, default 64 64)."""
+    parser.add_argument(
+        "--size", type=int, nargs=2, default=[112, 112],
+        help="network input H W: videos and masks are resized to it (saved in the checkpoint, predict.py resizes back)",
+    )
 
 
 def ssl_parser() -> ArgumentParser:
@@ -60,6 +69,7 @@ def ssl_parser() -> ArgumentParser:
                        "--resume continues a run exactly")
     group.add_argument("--along_bins", type=int, default=4, help="anatomical_position: position bins along the LV axis")
     group.add_argument("--across_bins", type=int, default=4, help="anatomical_position: position bins across the LV axis")
+    add_size_flag(group)
     parser.set_defaults(epochs=3)
     add_schedule_flags(parser)
     return parser
@@ -70,13 +80,22 @@ def weak_parser() -> ArgumentParser:
     group = parser.add_argument_group("weak supervision")
     group.add_argument("--checkpoint", type=str | None, default=None, help="pre-training checkpoint to start from")
     group.add_argument("--loss", type=str, nargs="+", default=["dice", "bce"], help="dice and/or bce")
-    group.add_argument("--labels", type=str, default="tracings", help="tracings, or pseudo for label-free training (see train_labelfree.py)")
+    group.add_argument(
+        "--labels", type=str, default="tracings",
+        help="tracings; tracings+pseudo (tracings where they exist, QC-passed pseudo-labels of --pseudo_labels on every "
+        "other frame and video); or pseudo for label-free training (see train_labelfree.py)",
+    )
+    group.add_argument(
+        "--pseudo_labels", type=str | None, default=None,
+        help="with --labels tracings+pseudo: a label round folder of a label-free run (e.g. RUN/labels/round1)",
+    )
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n labelled training videos (seeded subset)")
     group.add_argument("--pct_train", type=float | None, default=None,
                        help="use only this fraction (0-1] of the labelled training videos: round(fraction x n), same seeded subset rule as --train_videos")
     group.add_argument("--pretrained_type", type=str, default="pl_full",
                        help="with --checkpoint: pl_full (the whole network) or encoder (only the encoder's tensors)")
     add_schedule_flags(parser)
+    add_size_flag(group)
     return parser
 
 
@@ -103,8 +122,19 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
         cache_dir=args.cache_dir,
         cache_max_gb=args.cache_max_gb,
         seed=args.seed,  # clips and batch order from (seed, epoch, item): resumed runs repeat exactly
+        size=_size(args),
         **extra,
     )
+
+
+def _size(args: Namespace) -> tuple[int, int]:
+    size = tuple(int(v) for v in (getattr(args, "size", None) or (112, 112)))
+    if len(size) != 2 or min(size) < 1:
+        raise UserError(f"--size must be two positive integers H W, got {list(size)}")
+    from unilvseg.models import check_input_shape
+
+    check_input_shape(args.encoder, size[0], size[1], args.frames)
+    return size
 
 
 def network_kwargs(args: Namespace) -> dict:
@@ -230,15 +260,34 @@ def _initialise_from(task, args: Namespace) -> None:
 def build_weak(args: Namespace):
     from unilvseg.tasks.weak import WeakSegmentationTask
 
-    if args.labels != "tracings":
-        raise UserError(f"--labels {args.labels!r}: train_weak.py trains from tracings; use --labels pseudo through train_labelfree.py")
+    if args.labels not in WEAK_LABELS:
+        raise UserError(f"--labels {args.labels!r}: expected one of {', '.join(WEAK_LABELS)} (or pseudo, for label-free training)")
+    if args.labels == "tracings" and args.pseudo_labels:
+        raise UserError("--pseudo_labels is used only with --labels tracings+pseudo")
     checkpoint = None if args.resume else args.checkpoint
     if args.train_videos is not None and args.pct_train is not None:
         raise UserError("give --train_videos (a count) or --pct_train (a fraction), not both")
     if args.pct_train is not None and not 0.0 < args.pct_train <= 1.0:
         raise UserError(f"--pct_train must be in (0, 1], got {args.pct_train}")
     task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, pretrained_type=args.pretrained_type, **network_kwargs(args))
-    return task, build_datamodule(args, "weak", train_videos=args.train_videos, train_fraction=args.pct_train, subset_seed=args.seed)
+    subset = dict(train_videos=args.train_videos, train_fraction=args.pct_train, subset_seed=args.seed)
+    if args.labels == "tracings":
+        return task, build_datamodule(args, "weak", **subset)
+    from unilvseg.data.dataset import TracingsFirstTargets
+    from unilvseg.labelfree.pipeline import COMPLETE, PseudoLabelTargets
+
+    if not args.pseudo_labels:
+        raise UserError("--labels tracings+pseudo needs --pseudo_labels <label round folder of a label-free run, e.g. RUN/labels/round1>")
+    label_dir = Path(args.pseudo_labels)
+    if not (label_dir / COMPLETE).is_file():
+        raise UserError(
+            f"--pseudo_labels {label_dir}: not a finished label round (no {COMPLETE}); "
+            "expected a label-free run's labels/round<k> folder"
+        )
+    datamodule = build_datamodule(args, "weak_pseudo", **subset)
+    # Pseudo-labels resized (nearest) to the training size; tracings drawn at it.
+    datamodule.train_targets = TracingsFirstTargets(PseudoLabelTargets(label_dir, datamodule.size), datamodule.size)
+    return task, datamodule
 
 
 def _main(argv, parser_factory, kind, build) -> int:

@@ -3,7 +3,8 @@
 What differs between schemes is two choices, not a class each:
 - ``clip``: how a clip is placed in its video (``random`` anywhere, ``traced_random`` around a
   traced frame for weak training, ``traced_centred`` deterministic around a traced frame for
-  evaluation, ``centred`` deterministic around the middle of the video);
+  evaluation, ``centred`` deterministic around the middle of the video, ``traced_or_random``
+  around a traced frame in traced videos and anywhere in the others);
 - ``targets``: what comes with the clip (nothing for self-supervision, the ED/ES tracings for
   weak supervision, or any :class:`ClipTargets` callable: pseudo-labels, position maps).
 """
@@ -33,7 +34,7 @@ log = logging.getLogger("unilvseg")
 ECHONET_MEAN = (0.12741163, 0.1279413, 0.12912785)
 ECHONET_STD = (0.19557191, 0.19562256, 0.1965878)
 
-CLIP_PLACEMENTS = ("random", "traced_random", "traced_centred", "centred")
+CLIP_PLACEMENTS = ("random", "traced_random", "traced_centred", "centred", "traced_or_random")
 PHASES = {"ED": 1, "ES": 2}
 
 
@@ -88,6 +89,34 @@ class TracingTargets:
         return {"mask": mask, "labelled": labelled, "phase": phases}
 
 
+class TracingsFirstTargets:
+    """Tracings where a video has them, ``fallback`` targets (e.g. QC'd pseudo-labels) everywhere else.
+
+    A traced frame inside the clip takes its tracing (mask, ``labelled``, ED/ES phase) whatever the
+    fallback says there; every other frame keeps the fallback's mask and ``labelled`` (a
+    pseudo-label that failed QC stays unlabelled); untraced videos get the fallback alone.
+    """
+
+    def __init__(self, fallback: ClipTargets, size: tuple[int, int] = (112, 112)):
+        self.fallback = fallback
+        self.tracings = TracingTargets(size)
+
+    def __call__(self, record, frame_index, frames, phase):
+        target = self.fallback(record, frame_index, frames, phase)
+        if not record.traced:
+            return target
+        traced = self.tracings(record, frame_index, frames, phase)
+        hit = traced["labelled"]
+        mask = np.array(target["mask"], dtype=np.uint8)  # a copy: fallbacks may return cached arrays
+        mask[hit] = traced["mask"][hit]
+        phases = np.asarray(target.get("phase", np.zeros(len(frame_index), np.int64)), dtype=np.int64)
+        return {
+            "mask": mask,
+            "labelled": np.asarray(target["labelled"], dtype=bool) | hit,
+            "phase": np.where(hit, traced["phase"], phases),
+        }
+
+
 @dataclass
 class _Item:
     record: VideoRecord
@@ -127,7 +156,7 @@ class EchoClipDataset(Dataset):
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
         self.seed = seed
         self.epoch = 0
-        if clip.startswith("traced"):
+        if clip in ("traced_random", "traced_centred"):
             records = [r for r in records if r.traced]
         if clip == "traced_centred":
             self.items = [_Item(r, f"only:{p}") for r in records for p in ("ED", "ES")]
@@ -152,11 +181,11 @@ class EchoClipDataset(Dataset):
 
     def frame_index(self, item: _Item, n_frames: int, rng: np.random.Generator) -> np.ndarray:
         record = item.record
-        if self.clip == "random":
+        if self.clip == "random" or (self.clip == "traced_or_random" and not record.traced):
             return self.sampler.random_clip(n_frames, rng)
         if self.clip == "centred":
             return self.sampler.centred_clip(n_frames, n_frames // 2)
-        if self.clip == "traced_random":
+        if self.clip == "traced_random" or (self.clip == "traced_or_random" and record.traced):
             frame = record.ed_frame if rng.random() < 0.5 else record.es_frame
             return self.sampler.clip_containing(n_frames, frame, rng)
         frame = record.traced_frames[item.phase[5:]]
@@ -173,7 +202,7 @@ class EchoClipDataset(Dataset):
         except DataError as error:
             log.warning("skipping video in this batch: %s", error)
             return None
-        if self.clip.startswith("traced") and max(record.traced_frames.values()) >= len(video):
+        if self.clip.startswith("traced") and record.traced and max(record.traced_frames.values()) >= len(video):
             # A truncated AVI can still decode its first frames; its tracings then point past the end.
             log.warning(
                 "skipping video in this batch: %s decodes to %d frames but is traced at frame %d (truncated file?)",
@@ -273,6 +302,9 @@ SCHEMES = {
     "ssl": ("random", "centred", None),
     "weak": ("traced_random", "traced_centred", "tracings"),
     "dense": ("random", "centred", None),  # targets supplied by the task (pseudo-labels, positions)
+    # Tracings plus pseudo-labels (train_weak.py --labels tracings+pseudo): every video trains,
+    # traced ones around their traced frames; validation scores the tracings as "weak" does.
+    "weak_pseudo": ("traced_or_random", "traced_centred", "tracings"),
 }
 
 
