@@ -296,14 +296,13 @@ def last_label_round(labelfree_dir: Path) -> Path:
 def ef_agreement_table(prediction_dir: Path, data_path: Path, samples: int, seed: int) -> tuple[pd.DataFrame, dict]:
     """EF from predicted masks (predict.py's volumes.csv) against FileList's EF, every predicted video.
 
-    The one place the benchmark computes EF agreement (until evaluate_bootstrap.py scores every
-    predicted video with a reference EF; then read its summary instead). Returns the per-video
-    table (FileName, Split, EF_reference, EF_predicted) and MAE (95 % bootstrap interval), RMSE,
-    bias (predicted - reference) and r² over the videos with both EFs.
+    EF agreement itself is evaluate_bootstrap.py's (:func:`unilvseg.evaluation.ef_agreement.ef_agreement_intervals`);
+    this only pairs predict.py's EF of every predicted video with FileList's. Returns the
+    per-video table (FileName, Split, EF_reference, EF_predicted) and MAE, bias and r with 95 %
+    bootstrap intervals, r², RMSE and Bland-Altman limits over the videos with both EFs.
     """
     from unilvseg.data.index import load_index
-    from unilvseg.evaluation.bootstrap import bootstrap_mean
-    from unilvseg.evaluation.metrics import ef_agreement
+    from unilvseg.evaluation.ef_agreement import ef_agreement_intervals
 
     volumes = pd.read_csv(prediction_dir / "volumes.csv", dtype={"FileName": str})
     records = load_index(data_path, require_tracings=False).by_name()
@@ -315,12 +314,11 @@ def ef_agreement_table(prediction_dir: Path, data_path: Path, samples: int, seed
     })
     usable = np.isfinite(table["EF_reference"].to_numpy()) & np.isfinite(table["EF_predicted"].to_numpy())
     predicted, reference = table["EF_predicted"].to_numpy()[usable], table["EF_reference"].to_numpy()[usable]
-    summary = {"n_videos": int(usable.sum()), "n_missing": int((~usable).sum()), **ef_agreement(predicted, reference)}
+    summary = {"n_videos": int(usable.sum()), "n_missing": int((~usable).sum())}
     if usable.any():
-        mae = bootstrap_mean(np.abs(predicted - reference), samples=samples, rng=np.random.default_rng(seed))
-        summary.update(mae_low=mae.low, mae_high=mae.high)
+        summary.update(ef_agreement_intervals(predicted, reference, samples=samples, rng=np.random.default_rng(seed)))
     else:
-        summary.update(mae_low=float("nan"), mae_high=float("nan"))
+        summary.update({key: float("nan") for key in ("mae", "mae_low", "mae_high", "bias", "r2", "rmse")})
     return table, summary
 
 
