@@ -453,7 +453,7 @@ def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict) -> st
         "EchoNet's DeepLabV3 masks and are trained on. Four videos are a small sample; read the intervals.",
         "No scheme chose its checkpoint on VAL tracings (weak runs keep their last checkpoint; label-free",
         "selects on its own pseudo-labels), so VAL is held out like TEST.",
-        f"EF: from the predicted masks (predict.py volumes.csv, method of disks) against FileList's EF on every",
+        "EF: from the predicted masks (predict.py volumes.csv, method of disks) against FileList's EF on every",
         f"predicted video ({meta['ef_videos']}); MAE with its 95 % bootstrap interval, bias = predicted − reference.",
         "",
         "| scheme | TEST Dice | TEST ED | TEST ES | VAL+TEST Dice | VAL+TEST ED | VAL+TEST ES | EF MAE | EF r² | EF bias | EF videos | train s (CPU s) | predict s (CPU s) |",
