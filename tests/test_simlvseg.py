@@ -465,3 +465,22 @@ def test_preset_starts_a_run(name, tmp_path, tiny_phantom):
     else:
         assert optimiser["weight_decay"] == pytest.approx(1e-5)
         assert checkpoint["lr_schedulers"][0]["milestones"] == {45: 1, 60: 1}
+
+
+def test_published_colour_on_one_channel_frames_equals_three_gray_channels():
+    """The grey frame cache hands one-channel frames to the augmentation; every colour step must
+    give the first channel of what it gives the same frames stored as three gray channels (to one
+    gray level: the RGB weights 0.299 + 0.587 + 0.114 sum to 1 only up to float rounding)."""
+    from unilvseg.data.published_augment import PublishedAugment, PublishedTransform
+
+    frames = _test_frames()
+    augment = PublishedAugment()
+    for transform in (
+        PublishedTransform(jitter=True, brightness=1.15, contrast=0.85, saturation=1.1, hue=0.1, order=(1, 0, 3, 2)),
+        PublishedTransform(jitter=True, contrast=1.2),
+        PublishedTransform(clahe=True, clip_limit=2.5),
+    ):
+        three = augment.colour(frames, transform)
+        one = augment.colour(np.ascontiguousarray(frames[..., :1]), transform)
+        assert one.shape == frames.shape[:3] + (1,)
+        assert np.abs(one[..., 0].astype(int) - three[..., 0]).max() <= 1

@@ -141,6 +141,10 @@ class PublishedAugment:
         # CLAHE equalises each frame's own tiles, so it runs once per frame (about 30 us each at
         # 112x112); the colour conversions around it run once for the whole clip.
         clahe = cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(self.clahe_tiles, self.clahe_tiles))
+        if frames.shape[-1] == 1:
+            # Grey frames from the frame cache: albumentations equalises the LAB lightness of the
+            # RGB image, a non-linear function of the gray level, so go the same way round.
+            return self._clahe(np.repeat(frames, 3, axis=-1), clip_limit)[..., :1]
         if frames.shape[-1] != 3:
             return np.stack([clahe.apply(np.ascontiguousarray(f[..., 0]))[..., None] for f in frames])
         lab = cv2.cvtColor(np.ascontiguousarray(frames.reshape(-1, frames.shape[2], 3)), cv2.COLOR_RGB2LAB)
