@@ -10,7 +10,6 @@ anything computed by the code under test.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest

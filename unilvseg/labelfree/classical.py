@@ -277,7 +277,7 @@ class WeakLabelParams:
     # The interventricular septum, found once per video as the bright ridge near the fan
     # bisector in the time-averaged image, bounds the LV on the image's left: a thin or
     # dropped-out septum otherwise joins the LV and RV into one pool. 0 turns it off.
-    septum_max_angle: float = 25.0  # search the ridge this many degrees either side of the bisector
+    septum_max_angle: float = 25.0  # search this many degrees left of the bisector (half as far right)
     # Ridge / brighter-flank brightness. On 24 random untraced real videos, traced paths above
     # 1.5 lay on the septum and those below wandered; 1.5 is near the median of the 225 untraced.
     septum_min_contrast: float = 1.5
@@ -524,8 +524,9 @@ def find_septum(gray: np.ndarray, sector: SectorGeometry, params: WeakLabelParam
     :func:`dark_pools`) that is brighter than both its flanks (6-14 px each side); the lateral
     walls and the far field have a dark side at most. Dynamic programming traces the
     strongest such ridge down the rows between 15 % and 55 % of the fan radius from the apex
-    (one pixel sideways per row at most, each step penalised, within ``septum_max_angle`` of the bisector), and a
-    line is fitted robustly through it. It is trusted only when the traced ridge is clearly
+    (one pixel sideways per row at most, each step penalised; from ``septum_max_angle`` left of the
+    bisector to half that right of it, since the LV lies right of the septum), and a line is
+    fitted robustly through it. It is trusted only when the traced ridge is clearly
     brighter than its flanks (``septum_min_contrast``); otherwise None, and the caller does
     without it. ``trace`` (a dict), when given, receives the traced ``rows``, ``path``,
     ``contrast`` and fitted ``line`` whether trusted or not (diagnostics).
@@ -563,7 +564,7 @@ def find_septum(gray: np.ndarray, sector: SectorGeometry, params: WeakLabelParam
         return None
     rows = np.arange(rows[0], rows[-1] + 1)
     # Each sideways step costs a little, so the path follows one straight-ish wall instead of
-    # hopping between bright specks (10 = 3 % of the local mean brightness).
+    # hopping between bright specks (3 = 3 % of the normalised local mean brightness, 100).
     step_cost = np.array([3.0, 0.0, 3.0])[:, None]
     gain = np.where(wedge[rows], ridge[rows], -np.inf)
     total = gain[0].copy()
