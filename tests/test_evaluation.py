@@ -176,8 +176,11 @@ def _ellipse(a, b, angle_deg, centre=(56.3, 55.7), size=112):
 @pytest.mark.parametrize("a,b,angle", [(25, 12, 0), (25, 12, 30), (40, 15, 63), (12, 6, 45), (30, 10, 90)])
 def test_method_of_disks_matches_ellipsoid(a, b, angle):
     # A prolate ellipsoid of revolution about the long axis: V = 4/3 pi a b^2 (pixels^3).
+    # Measured error over these shapes: at most 0.53 % (pixel staircase); 1 % leaves a margin.
     expected_ml = 4 / 3 * np.pi * a * b * b * 1.4**3 / 1000
-    assert method_of_disks(_ellipse(a, b, angle), mm_per_pixel=1.4) == pytest.approx(expected_ml, rel=0.05)
+    assert method_of_disks(_ellipse(a, b, angle), mm_per_pixel=1.4) == pytest.approx(expected_ml, rel=0.01)
+    # Volume scales with the cube of the pixel spacing.
+    assert method_of_disks(_ellipse(a, b, angle), mm_per_pixel=0.5) == pytest.approx(expected_ml * (0.5 / 1.4) ** 3, rel=0.01)
 
 
 def test_volumes_from_masks_ed_es_and_scale_free_ef():
@@ -186,10 +189,12 @@ def test_volumes_from_masks_ed_es_and_scale_free_ef():
     result = volumes_from_masks(masks)
     assert result["ed_frame"] == 1 and result["es_frame"] == 2  # the empty frame is not ES
     np.testing.assert_array_equal(result["areas"], masks.sum(axis=(1, 2)))
-    np.testing.assert_allclose(result["volumes"], [method_of_disks(m) for m in masks])
-    assert result["ef"] == pytest.approx(100 * (result["edv"] - result["esv"]) / result["edv"])
+    # Every frame against its ellipsoid (4/3 pi a b^2), the empty frame 0: measured error <= 0.52 %.
+    analytic = [4 / 3 * np.pi * a * b * b * 1.4**3 / 1000 for a, b in radii] + [0.0]
+    np.testing.assert_allclose(result["volumes"], analytic, rtol=0.01)
+    assert (result["edv"], result["esv"]) == (result["volumes"][1], result["volumes"][2])
     analytic_ef = 100 * (1 - (15 * 7 * 7) / (24 * 12 * 12))
-    assert result["ef"] == pytest.approx(analytic_ef, abs=3)
+    assert result["ef"] == pytest.approx(analytic_ef, abs=0.1)  # measured error 0.033 EF points
     rescaled = volumes_from_masks(masks, mm_per_pixel=0.7)
     assert rescaled["ef"] == pytest.approx(result["ef"], rel=1e-9)
     assert rescaled["edv"] == pytest.approx(result["edv"] / 8, rel=1e-9)
@@ -467,8 +472,8 @@ def test_real_reference_masks_as_predictions(tmp_path):
         np.savez_compressed(pred_dir / "masks" / f"{record.file_name}.npz", masks=masks)
     summary = evaluate_predictions(REAL_MINI, pred_dir, tmp_path / "out", split="all", samples=200)
     assert summary["n_videos"] == 4
-    assert 0.9 < summary["overall"]["dice"] <= 1.0
-    assert summary["all_frames"]["dice"] == 1.0 and summary["all_frames"]["area_change_difference"] == 0.0
+    assert 0.9 < summary["overall"]["dice"] < 1.0  # the masks are not the rasterised tracings
+    assert summary["overall"]["low"] < summary["overall"]["dice"] < summary["overall"]["high"]
 
 
 def test_beat_wise_volumes_pair_ed_and_es_of_the_same_beat():
@@ -488,3 +493,58 @@ def test_beat_wise_volumes_pair_ed_and_es_of_the_same_beat():
     # The whole-video extremes pair the larger third-beat ED with an ES of another beat.
     whole = volumes_from_masks(masks, beat_wise=False)
     assert whole["ed_frame"] > 100 and whole["es_frame"] < 100 and whole["ef"] > result["ef"]
+
+
+def test_bootstrap_mean_reference_convention_is_the_published_order_statistics():
+    """``--reference``: sorted(means)[round(0.05 S)] and [round(0.95 S)], independent of ``ci``;
+    the default convention is the central percentile interval at ``ci``."""
+    values = np.random.default_rng(4).gamma(2.0, 3.0, size=23)
+    samples = 400
+    indices = np.random.default_rng(9).integers(0, len(values), size=(samples, len(values)))
+    means = sorted(values[ind].mean() for ind in indices)
+    published = bootstrap_mean(values, samples=samples, rng=np.random.default_rng(9), convention=REFERENCE, ci=0.5)
+    assert published.estimate == pytest.approx(values.mean(), rel=1e-12)
+    assert (published.low, published.high) == pytest.approx((means[20], means[380]), rel=1e-12)
+    central = bootstrap_mean(values, samples=samples, rng=np.random.default_rng(9), ci=0.5)
+    assert (central.low, central.high) == pytest.approx(tuple(np.quantile(means, [0.25, 0.75])), rel=1e-12)
+    with pytest.raises(ValueError, match="convention"):
+        bootstrap_mean(values, samples=10, convention="echonet")
+
+
+def test_nan_resamples_are_an_error_not_silently_dropped():
+    # One video has a NaN error: the resamples that draw it are NaN; dropping them would give an
+    # interval over the other videos only.
+    values = np.array([1.0, 2.0, np.nan, 4.0])
+    for convention in (VIDEO, REFERENCE):
+        with pytest.raises(ValueError, match=r"\d+ of 200 bootstrap statistics are undefined"):
+            bootstrap_mean(values, samples=200, rng=np.random.default_rng(0), convention=convention)
+    # Dice: ES masks empty in prediction and reference for 3 of 4 videos -> some resamples 0/0.
+    inter = np.array([[10, 0], [10, 0], [10, 0], [10, 5]])
+    pred = np.array([[12, 0], [12, 0], [12, 0], [12, 5]])
+    with pytest.raises(ValueError, match="undefined"):
+        bootstrap_dice(inter, pred, pred, samples=200, rng=np.random.default_rng(0))
+
+
+def test_beat_selection_over_five_beats_reports_the_median_ef_beat():
+    """Five complete beats whose ES radii give distinct EFs: the docstring's rule picks the beat
+    with the median EF (third largest of five), ED at its volume peak, ES at its minimum."""
+    from unilvseg.evaluation.volumes import beats_from_volumes
+
+    period, beats = 40, 5
+    es_radius = [12.0, 16.0, 10.0, 14.0, 15.0]  # EF order: beat 2 > 0 > 3 > 4 > 1 -> median beat 3
+    t = np.arange(period * beats + 21)
+    radius = np.full(len(t), 20.0)
+    radius[:10] = 17.0 + 0.3 * t[:10]  # filling before the first ED, so frame 10 is a peak
+    for k in range(beats):  # ED (radius 20) at 10 + 40k, ES at 30 + 40k
+        phase = (t - 10 - period * k) / period
+        inside = (phase >= 0) & (phase < 1)
+        radius[inside] = 20 - (20 - es_radius[k]) * 0.5 * (1 - np.cos(2 * np.pi * phase[inside]))
+    yy, xx = np.mgrid[:112, :112]
+    masks = ((xx - 56) ** 2 + (yy - 56) ** 2 / 4.0 <= radius[:, None, None] ** 2).astype(np.uint8)
+    volumes = volumes_from_masks(masks, beat_wise=False)["volumes"]
+    found = beats_from_volumes(volumes)
+    assert [ed for ed, _ in found] == [10 + period * k for k in range(beats)]
+    assert all(abs(es - (ed + 20)) <= 1 for ed, es in found)
+    result = volumes_from_masks(masks)
+    assert result["beats"] == beats
+    assert (result["ed_frame"], abs(result["es_frame"] - 150) <= 1) == (130, True)
