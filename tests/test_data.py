@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_EXTERNAL, REAL_MINI, needs_real_data, tracing_rows, write_avi, write_echonet
+from conftest import REAL_MINI, needs_real_data, tracing_rows, write_avi, write_echonet
 from unilvseg.data import augment as augment_module
 from unilvseg.data.augment import NO_AUGMENT, ClipAugment
 from unilvseg.data.clips import ClipSampler
@@ -597,11 +597,9 @@ def test_train_videos_subset_is_seeded(tmp_path):
 
 def test_external_dirs_join_ssl_training_only(tmp_path):
     root = traced_dataset(tmp_path, names=("a",))
-    if REAL_EXTERNAL.is_dir():
-        external = REAL_EXTERNAL
-    else:
-        external = tmp_path / "external"
-        write_avi(external / "Example1.avi", ellipse_video(30, seed=3))
+    external = tmp_path / "external"  # synthetic: the same test with or without ../shared
+    write_avi(external / "Example1.avi", ellipse_video(30, seed=3))
+    write_avi(external / "Example2.avi", ellipse_video(12, seed=4))
     ssl = EchoNetDataModule(root, scheme="ssl", frames=8, external_dirs=[external], cache_dir=tmp_path / "cache")
     records = ssl.records("train")
     assert [r.split for r in records] == ["train"] + ["external"] * len(list(external.glob("*.avi")))
