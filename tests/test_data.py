@@ -16,7 +16,7 @@ from conftest import REAL_MINI, needs_real_data, tracing_rows, write_avi, write_
 from unilvseg.data import augment as augment_module
 from unilvseg.data.augment import NO_AUGMENT, ClipAugment
 from unilvseg.data.clips import ClipSampler
-from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD, EchoClipDataset, EchoNetDataModule, collate_clips
+from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD, EchoClipDataset, EchoNetDataModule, TracingTargets, collate_clips
 from unilvseg.data.index import index_video_folder, load_index
 from unilvseg.data.tracings import ed_es_frames, polygon_area, polygon_from_rows, read_tracings, tracing_mask
 from unilvseg.data.video import FrameCache, read_video
@@ -709,3 +709,57 @@ def test_loader_path_and_tensor_path_apply_the_same_transform():
         assert torch.equal(mask_b.permute(3, 0, 1, 2), mask_a)
         # uint8 interpolation rounds to 1/255 (and OpenCV's 1/32-pixel weights): a few levels at most.
         assert (video_b.permute(3, 0, 1, 2) - video_a).abs().max() < 6 / 255
+
+
+# ----------------------------------------------------------------------------- padding and resizing
+
+
+def test_padded_clip_labels_a_last_traced_frame_once(tmp_path):
+    """A 6-frame video traced at its last frame, in a 10-frame clip: the padded indices repeat
+    frame 5 five times, but the loss must see that tracing once (phase ED, one labelled slot)."""
+    video = ellipse_video(6)
+    rows = tracing_rows("short", 2, **SMALL) + tracing_rows("short", 5, **BIG)
+    root = write_echonet(tmp_path, {"short": video}, rows)
+    record = load_index(root).records[0]
+    assert (record.ed_frame, record.es_frame) == (5, 2)
+    frame_index = ClipSampler(10).centred_clip(6, 5)
+    assert list(frame_index) == [0, 1, 2, 3, 4, 5, 5, 5, 5, 5]
+    targets = TracingTargets((SIZE, SIZE))(record, frame_index, None, None)
+    assert np.flatnonzero(targets["labelled"]).tolist() == [2, 5]
+    assert targets["phase"].tolist() == [0, 0, 2, 0, 0, 1, 0, 0, 0, 0]
+    assert targets["mask"][6:].sum() == 0 and targets["mask"][5].sum() > 0
+
+
+@pytest.mark.parametrize("height,width,gray,crlf_bom", [(64, 64, True, False), (120, 160, False, True), (160, 120, True, True)])
+def test_frames_and_tracing_masks_are_resized_together(tmp_path, height, width, gray, crlf_bom):
+    """Odd video sizes (the hostile 'works' cases): the LV drawn in the video and its tracing
+    land on the same pixels of the 112x112 clip. An off-centre, elongated LV catches a transposed
+    or unscaled mask; BOM/CRLF CSVs must give the same tracing."""
+    centre, radii = (0.4 * width, 0.55 * height), (0.18 * width, 0.3 * height)
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((xx - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2 <= 1
+    frames = np.where(inside, 220, 20).astype(np.uint8)[None].repeat(12, axis=0)
+    video = frames if gray else np.stack([frames, frames, frames], axis=-1)
+    rows = tracing_rows("odd", 3, centre, (radii[0] * 0.6, radii[1] * 0.6)) + tracing_rows("odd", 8, centre, radii)
+    if crlf_bom:
+        text = "\ufeff" + "\r\n".join(["FileName,X1,Y1,X2,Y2,Frame"] + [",".join(map(str, r)) for r in rows]) + "\r\n"
+        root = write_echonet(tmp_path, {"odd": video}, text)
+    else:
+        root = write_echonet(tmp_path, {"odd": video}, rows)
+    record = load_index(root).records[0]
+    assert (record.height, record.width, record.ed_frame) == (height, width, 8)
+    dataset = EchoClipDataset([record], ClipSampler(4), clip="traced_centred", targets="tracings",
+                              cache=FrameCache(tmp_path / "cache"), mean=(0, 0, 0), std=(1, 1, 1))
+    items = [dataset[i] for i in range(len(dataset))]
+    item = next(i for i in items if (i["phase"] == 1).any())
+    slot = int(np.flatnonzero(item["phase"].numpy() == 1)[0])
+    mask = item["mask"][0, :, :, slot].numpy() > 0
+    bright = item["video"][0, :, :, slot].numpy() > 0.5
+    assert mask.shape == bright.shape == (SIZE, SIZE)
+    assert dice(mask, bright) > 0.95
+    # The same tracing rasterised at the video's own size and resized by hand.
+    own = tracing_mask(record.ed_rows, height, width)
+    import cv2
+
+    by_hand = cv2.resize(own.astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST) > 0
+    assert dice(mask, by_hand) > 0.97
