@@ -21,7 +21,7 @@ from unilvseg.evaluation.bootstrap import (
     reference_interval,
     resampled_sums,
 )
-from unilvseg.evaluation.metrics import dice_counts, dice_from_counts, ef_agreement, pooled_dice
+from unilvseg.evaluation.metrics import dice_counts, dice_from_counts, ef_agreement, mean_absolute_change, pooled_dice
 from unilvseg.evaluation.volumes import method_of_disks, method_of_disks_batch, volumes_from_masks
 
 
@@ -58,6 +58,38 @@ def test_ef_agreement_matches_definitions():
     assert agreement["mae"] == pytest.approx(5 / 3)
     assert agreement["bias"] == pytest.approx(-1 / 3)
     assert agreement["r2"] == pytest.approx(1 - (4 + 9) / 200)
+    assert agreement["rmse"] == pytest.approx(np.sqrt(13 / 3))
+
+
+def test_metric_edge_cases_and_types():
+    """Single 2-D masks, overflow-prone small integer inputs, empty inputs, near-empty pools and
+    axis handling, with numpy warnings as errors (0/0 must be handled, not warned about)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inter, p, t = dice_counts(np.eye(3, dtype=bool), np.ones((3, 3), np.uint8))  # one (H, W) mask
+        assert (inter, p, t) == (3, 3, 9) and p.dtype == t.dtype == inter.dtype == np.int64
+        with pytest.raises(ValueError, match="expected masks of shape"):
+            dice_counts(np.ones(4), np.ones(4))
+        # uint8 counts whose sum overflows uint8: 200 + 100 = 300, not 44.
+        assert dice_from_counts(np.uint8(100), np.uint8(200), np.uint8(100)) == pytest.approx(200 / 300)
+        # One pixel in the pool (prediction only): Dice 0, not the "both empty" value.
+        assert dice_from_counts(0, 1, 0) == 0.0 and dice_from_counts(0, 0, 0, empty=0.5) == 0.5
+        assert pooled_dice([0], [1], [0]) == 0.0
+        pooled = pooled_dice(np.array([[1, 2], [3, 0]]), np.array([[2, 2], [3, 0]]), np.array([[2, 3], [4, 0]]), axis=0)
+        np.testing.assert_allclose(pooled, [2 * 4 / 11, 2 * 2 / 5])
+        assert isinstance(pooled_dice([1], [2], [2]), float)
+        per_row = pooled_dice(np.array([[1, 1]]), np.array([[2, 2]]), np.array([[2, 2]]), axis=1)
+        assert isinstance(per_row, np.ndarray) and per_row.shape == (1,)
+        empty = ef_agreement([], [])
+        assert all(np.isnan(v) for v in empty.values())
+        near = ef_agreement([50.0, 52.0], [50.0, 51.0])  # reference spread 0.5: R² defined
+        assert near["r2"] == pytest.approx(1 - 1 / 0.5) and near["rmse"] == pytest.approx(np.sqrt(0.5))
+        assert np.isnan(ef_agreement([50.0, 60.0], [55.0, 55.0])["r2"])  # constant reference
+        assert mean_absolute_change([1.0, 4.0, 2.0]) == pytest.approx(2.5)
+        assert mean_absolute_change(np.array([5, 3], np.uint8)) == 2.0  # not 254 (uint8 wrap)
+        assert np.isnan(mean_absolute_change([7.0]))
 
 
 # --------------------------------------------------------------------------- bootstrap
