@@ -412,6 +412,29 @@ def test_bad_sampler_arguments_are_user_errors():
         ClipSampler(8).windows(20, stride=-1)
 
 
+def test_sampler_exact_indices_on_hand_worked_cases():
+    """Exact clips and windows (from the mutation run: coverage alone let extra windows, late
+    starts and float indices through)."""
+    default = ClipSampler()
+    assert (default.frames, default.period, default.span) == (32, 1, 32)
+    single = ClipSampler(frames=1)
+    assert single.windows(3).tolist() == [[0], [1], [2]]
+    # Odd clip length: frame 30 sits at slot 2 of 5; integer indices.
+    clip = ClipSampler(frames=5).centred_clip(60, 30)
+    assert clip.tolist() == [28, 29, 30, 31, 32] and clip.dtype.kind == "i"
+    sampler = ClipSampler(frames=16)
+    assert sampler.windows(16).tolist() == [list(range(16))]  # exactly one window
+    np.testing.assert_array_equal(sampler.windows(40)[:, 0], [0, 16, 24])  # last aligned to the end
+    np.testing.assert_array_equal(sampler.windows(31)[:, 0], [0, 15])
+    np.testing.assert_array_equal(sampler.windows(20, stride=1)[:, 0], [0, 1, 2, 3, 4])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert sampler.random_clip(16, rng)[0] == 0 and sampler.random_clip(10, rng)[0] == 0  # no room: start 0
+        # Short video (10 frames < span 31 at period 2): the grid through frame 5 starts at 1, never 3.
+        assert ClipSampler(frames=16, period=2).clip_containing(10, 5, rng)[0] == 1
+        assert ClipSampler(frames=16, period=2).clip_containing(10, 4, rng)[0] == 0  # not 2
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 
