@@ -127,6 +127,45 @@ def test_nan_coordinates_drop_that_frame_and_say_which_rows(tmp_path):
     assert (record.ed_frame, record.es_frame) == (2, 12)
 
 
+def test_tracing_rows_parsed_exactly_on_hand_made_cases(tmp_path):
+    """Hand-made VolumeTracings: frame 0 is valid, negative / fractional frames and a frame with
+    only 2 chords are dropped with the file lines named, later frames of the same video are still
+    read, a text coordinate is a problem not a crash, FileNames keep leading zeros and lose any
+    .avi/.AVI extension, and a clean video reports no problem."""
+    square = [[2, 0, 2, 2], [0, 0, 4, 0], [0, 1, 4, 1], [0, 2, 4, 2]]  # long axis + 3 chords: 4 x 2 box
+    lines = ["FileName,X1,Y1,X2,Y2,Frame"]
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},-1" for x1, y1, x2, y2 in square]  # file lines 2-5
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},2.5" for x1, y1, x2, y2 in square]  # 6-9
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},3" for x1, y1, x2, y2 in square[:3]]  # 10-12: 2 chords
+    lines += ["0042.AVI,abc,0,4,0,4"] + [f"0042.AVI,{x1},{y1},{x2},{y2},4" for x1, y1, x2, y2 in square[1:]]  # 13-16
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},0" for x1, y1, x2, y2 in square]  # 17-20
+    lines += [f"b.avi,{x1},{y1},{x2},{y2},7" for x1, y1, x2, y2 in square]
+    root = tmp_path / "tr"
+    root.mkdir()
+    (root / "VolumeTracings.csv").write_text("\n".join(lines) + "\n")
+    traced = read_tracings(root)
+    assert list(traced) == ["0042", "b"]
+    video = traced["0042"]
+    assert list(video.frames) == [0]
+    np.testing.assert_array_equal(video.frames[0], np.array(square, dtype=float))
+    assert video.problems == [
+        "rows 2-5: Frame -1 is not a non-negative integer",
+        "rows 6-9: Frame 2.5 is not a non-negative integer",
+        "rows 10-12: frame 3 has 3 rows; a tracing needs a long axis and at least 3 chords",
+        "rows 13-16: NaN/inf or non-numeric coordinates at frame 4",
+    ]
+    assert list(traced["b"].frames) == [7] and traced["b"].problems == []
+    # Polygon down the X1 ends and up the X2 ends: (0,0) (0,1) (0,2) (4,2) (4,1) (4,0), area 8.
+    xs, ys = polygon_from_rows(np.array(square, dtype=float))
+    assert xs.tolist() == [0, 0, 0, 4, 4, 4] and ys.tolist() == [0, 1, 2, 2, 1, 0]
+    assert polygon_area(np.array(square, dtype=float)) == 8.0
+    mask = tracing_mask(np.array(square, dtype=float), 5, 6)
+    assert mask.dtype == np.uint8 and mask.sum() == 15  # boundary pixels included: 5 x 3
+    from unilvseg.data.tracings import _csv_rows
+
+    assert (_csv_rows(np.array([0])), _csv_rows(np.array([3, 4, 5]))) == ("2", "5-7")
+
+
 def test_duplicate_rows_are_dropped_without_changing_the_mask(tmp_path):
     clean = tracing_rows("a", 2, **BIG) + tracing_rows("a", 9, **SMALL)
     doubled = clean[:5] + [clean[4]] + clean[5:]
