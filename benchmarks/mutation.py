@@ -47,7 +47,7 @@ TARGETS = (
     Target("bootstrap", "unilvseg/evaluation/bootstrap.py", ("tests/test_evaluation.py",)),
     Target("ssl", "unilvseg/tasks/ssl.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not train_ and not seeded and not cli and not flags")),
     Target("weak", "unilvseg/tasks/weak.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not train_ and not seeded and not cli and not flags")),
-    Target("qc", "unilvseg/labelfree/qc.py", ("tests/test_labelfree.py", "-k", "qc or quality")),
+    Target("qc", "unilvseg/labelfree/qc.py", ("tests/test_labelfree.py", "-k", "qc or convex_hull")),
     Target("volumes", "unilvseg/evaluation/volumes.py", ("tests/test_evaluation.py",)),
 )
 
