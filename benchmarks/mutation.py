@@ -59,6 +59,12 @@ _NAN_SPELLING = 'float("NAN") is the same NaN as float("nan")'
 _NO_DIVISION_BY_ZERO = "the inner np.where never divides by zero, so no warning exists to suppress"
 _MASKED = "this denominator is only used where the outer np.where discards it (total <= 0) or equals it (total == 1)"
 _ZERO_SHIFT = "at the boundary the shift is ceil(0) * period = 0 frames"
+_B = "unilvseg.evaluation.bootstrap."
+_SAME_STREAM = ("the same indices: numpy draws the same stream for int32 and int64 bounds below 2**31, for "
+                "integers(h) and integers(0, h), and for one (2, n) draw as for two (1, n) draws (checked)")
+_DEFAULT_DTYPE = "np.asarray/np.empty/np.arange default to float64 or int64 here, or the result is cast to float64 next"
+_CHUNKS = "the chunk size only changes how the same stream of indices is cut (test_resampled_sums_equal_explicit_resamples)"
+_INTEGER_COUNTS = "pixel counts are integers: their sums are exact in int64 and every ratio is taken in float64"
 EQUIVALENT: dict[str, str] = {
     **{_M + f"x_dice_from_counts__mutmut_{i}": "2.0 * intersection is float64 whatever the input dtype" for i in (4, 6)},
     **{_M + f"x_dice_from_counts__mutmut_{i}": _FLOAT_PROMOTES for i in (10, 12, 14, 16)},
@@ -73,6 +79,18 @@ EQUIVALENT: dict[str, str] = {
     **{_M + f"x_pooled_dice__mutmut_{i}": _MASKED for i in (54, 55, 56)},
     **{_C + f"centred_clip__mutmut_{i}": _ZERO_SHIFT for i in (8, 17, 18)},
     _C + "random_clip__mutmut_5": "rng.integers(h) and rng.integers(0, h) draw the same numbers from the same stream",
+    **{_B + f"x_resample_indices__mutmut_{i}": _SAME_STREAM for i in (14, 28, 31, 38, 39, 40, 41, 42, 43)},
+    **{_B + f"x_resampled_sums__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5, 19, 21, 46, 48, 62)},
+    **{_B + f"x_resampled_sums__mutmut_{i}": "both summation paths give the same sums (exactly for integer pixel counts; "
+       "test_resampled_sums_equal_explicit_resamples checks both)" for i in (10, 11, 14)},
+    _B + "x_resampled_sums__mutmut_31": _CHUNKS,
+    _B + "x_bootstrap_dice__mutmut_86": _CHUNKS,
+    _B + "x_bootstrap_dice__mutmut_185": _CHUNKS,
+    _B + "x_bootstrap_mean__mutmut_23": _CHUNKS,
+    **{_B + f"x__ratio__mutmut_{i}": _FLOAT_PROMOTES for i in (11, 13, 15, 17)},
+    **{_B + f"x__require_defined__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5)},
+    **{_B + f"x_bootstrap_dice__mutmut_{i}": _INTEGER_COUNTS for i in (9, 11, 15, 17, 19, 21)},
+    **{_B + f"x_bootstrap_mean__mutmut_{i}": _DEFAULT_DTYPE for i in (9, 11)},
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",

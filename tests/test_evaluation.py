@@ -194,6 +194,44 @@ def test_bootstrap_is_seeded_and_ci_widens_with_coverage():
     assert mae.low < mae.estimate < mae.high
 
 
+def test_bootstrap_argument_checks_defaults_and_edge_sizes(monkeypatch):
+    """From the mutation run: boundaries of the argument checks, one unit or one resample, the
+    default of 10,000 resamples, no warning on 0/0 ratios, Interval.as_dict."""
+    import warnings
+
+    from unilvseg.evaluation import bootstrap as bootstrap_module
+    from unilvseg.evaluation.bootstrap import Interval, _ratio, percentile_interval, resample_indices
+
+    for ci in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"confidence level must be in \(0, 1\)"):
+            percentile_interval(np.arange(10.0), ci)
+    with pytest.raises(ValueError, match="bootstrap needs at least one unit to resample"):
+        next(resample_indices(np.random.default_rng(0), 0, 10))
+    with pytest.raises(ValueError, match="bootstrap samples must be >= 1"):
+        next(resample_indices(np.random.default_rng(0), 3, 0))
+    assert [c.shape for c in resample_indices(np.random.default_rng(0), 1, 1)] == [(1, 1)]
+    single = bootstrap_mean([4.0], samples=5, rng=np.random.default_rng(0))
+    assert (single.estimate, single.low, single.high) == (4.0, 4.0, 4.0)
+    with pytest.raises(ValueError, match=r"expects \(n_videos, 2\) counts"):
+        bootstrap_dice(np.ones((3, 3)), np.ones((3, 3)), np.ones((3, 3)), samples=5)
+    with pytest.raises(ValueError, match="unknown bootstrap convention 'jackknife'"):
+        bootstrap_dice(np.ones((3, 2)), np.ones((3, 2)), np.ones((3, 2)), samples=5, convention="jackknife")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ratio = _ratio(np.array([0.0, 1.0]), np.array([0.0, 0.0]))
+    assert np.isnan(ratio[0]) and np.isinf(ratio[1])
+    with pytest.raises(ValueError, match=r"empty or a NaN input\); the interval would silently leave them out$"):
+        percentile_interval(np.array([1.0, np.nan]), 0.9)
+    assert Interval(0.8, 0.7, 0.9).as_dict() == {"estimate": 0.8, "low": 0.7, "high": 0.9}
+    # Defaults: 10,000 resamples from a fresh generator when none is given.
+    seen = []
+    original = bootstrap_module.resampled_sums
+    monkeypatch.setattr(bootstrap_module, "resampled_sums", lambda v, samples, rng, *a: seen.append(samples) or original(v, samples, rng, *a))
+    bootstrap_mean(np.arange(5.0))
+    bootstrap_dice(np.ones((3, 2)), np.full((3, 2), 2.0), np.full((3, 2), 2.0))
+    assert seen == [10_000, 10_000]
+
+
 # --------------------------------------------------------------------------- volumes
 
 
