@@ -65,6 +65,8 @@ _NO_DIVISION_BY_ZERO = "the inner np.where never divides by zero, so no warning 
 _MASKED = "this denominator is only used where the outer np.where discards it (total <= 0) or equals it (total == 1)"
 _ZERO_SHIFT = "at the boundary the shift is ceil(0) * period = 0 frames"
 _B = "unilvseg.evaluation.bootstrap."
+_W = "unilvseg.tasks.weak."
+_PROGRESS_BAR = "prog_bar only chooses what the progress bar shows; the logged values and checkpoints are the same"
 _SAME_STREAM = ("the same indices: numpy draws the same stream for int32 and int64 bounds below 2**31, for "
                 "integers(h) and integers(0, h), and for one (2, n) draw as for two (1, n) draws (checked)")
 _DEFAULT_DTYPE = "np.asarray/np.empty/np.arange default to float64 or int64 here, or the result is cast to float64 next"
@@ -96,6 +98,10 @@ EQUIVALENT: dict[str, str] = {
     **{_B + f"x__require_defined__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5)},
     **{_B + f"x_bootstrap_dice__mutmut_{i}": _INTEGER_COUNTS for i in (9, 11, 15, 17, 19, 21)},
     **{_B + f"x_bootstrap_mean__mutmut_{i}": _DEFAULT_DTYPE for i in (9, 11)},
+    _W + "xǁPooledDiceǁcompute__mutmut_5": "total is 0 or >= 2 whenever the intersection is non-zero; at total 1 both give 0",
+    _W + "xǁWeakSegmentationTaskǁ__init____mutmut_7": "ClipTask's default out_channels is 1",
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": _PROGRESS_BAR for i in (9, 12, 20, 21, 22)},
+    **{_W + f"xǁWeakSegmentationTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (50, 54, 58)},
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",

@@ -236,3 +236,100 @@ def test_runs_without_a_known_length_stay_flat_after_warmup():
     rates = _rates(total_steps=float("inf"), warmup_steps=4)
     assert rates[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert rates[-1] == pytest.approx(1.0, rel=1e-6)  # 300 steps into a 10**9-step cosine
+
+
+# --------------------------------------------------------------------------- weak task details
+
+
+def test_pooled_dice_accumulates_exactly_and_merges_by_summing():
+    from unilvseg.tasks.weak import PooledDice
+
+    def two_batches():
+        metric = PooledDice()
+        metric.update(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]))  # I = 1, |P| + |T| = 3
+        metric.update(torch.tensor([[1, 1, 1, 1]]), torch.tensor([[1, 1, 1, 0]]))  # I = 3, |P| + |T| = 7
+        return metric
+
+    assert float(two_batches().compute()) == pytest.approx(2 * 4 / 10)  # both batches, pooled
+    merged, other = two_batches(), PooledDice()
+    other.update(torch.tensor([[0, 0]]), torch.tensor([[1, 1]]))  # I = 0, |P| + |T| = 2
+    merged.merge_state(other)  # what a DDP sync does across processes: sums, not a list
+    assert float(merged.compute()) == pytest.approx(2 * 4 / 12)
+    # Exact counts past float32's 2**24 (a full EchoNet validation set has ~30 M LV pixels).
+    big = PooledDice()
+    big.update(torch.ones(2**24, dtype=torch.bool), torch.zeros(2**24, dtype=torch.bool))
+    big.update(torch.ones(1, dtype=torch.bool), torch.ones(1, dtype=torch.bool))
+    assert int(big.intersection) == 1 and int(big.total) == 2**24 + 2
+
+
+def test_segmentation_loss_parts_are_the_named_losses():
+    from unilvseg.errors import UserError
+    from unilvseg.tasks.weak import SegmentationLoss
+
+    logits = torch.tensor([[[2.0, -1.0], [0.5, -3.0]]])
+    target = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    dice = soft_dice_loss(logits, target)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    total, parts = SegmentationLoss(["dice", "bce"])(logits, target)
+    assert set(parts) == {"dice_loss", "bce"} and float(total) == pytest.approx(float(dice + bce))
+    assert float(parts["dice_loss"]) == pytest.approx(float(dice)) and float(parts["bce"]) == pytest.approx(float(bce))
+    only_dice, parts = SegmentationLoss(["dice"])(logits, target)
+    assert set(parts) == {"dice_loss"} and float(only_dice) == pytest.approx(float(dice))
+    only_bce, parts = SegmentationLoss(["bce"])(logits, target)
+    assert set(parts) == {"bce"} and float(only_bce) == pytest.approx(float(bce))
+    with pytest.raises(UserError, match="^--loss focal dice: choose one or more of dice bce$"):
+        SegmentationLoss(["focal", "dice"])
+
+
+def test_weak_task_head_and_validation_edge_cases():
+    """One output channel even if asked otherwise; logits > 0 is LV (0 is not); batches without
+    video or without traced frames are skipped; a phase with no frame in the epoch is not
+    logged, an epoch with nothing to score still logs val_dice."""
+    task = WeakSegmentationTask(out_channels=4, **TINY)
+    assert task(torch.zeros(1, 3, 32, 32, 16)).shape == (1, 1, 32, 32, 16)
+
+    class FromVideo(torch.nn.Module):  # logits = channel 0 of the clip
+        def forward(self, video):
+            return video[:, :1]
+
+    task.network = FromVideo()
+    logged = {}
+    task.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    batch = _validation_batch()
+    logits = torch.full((2, 1, 8, 8, 4), -5.0)
+    logits[0, 0, 0, 0:4, 1] = torch.tensor([0.0, 0.0, 0.5, 0.5])  # ED of clip 0: 2 of its 16 px (0 is not LV)
+    batch["video"] = logits.repeat(1, 3, 1, 1, 1)
+    batch["phase"][0, 3] = 1  # no ES frame anywhere this epoch
+    task.validation_step(batch, 0)
+    task.validation_step({"labelled": torch.ones(1, 4, dtype=torch.bool), "skipped": torch.tensor(1)}, 1)  # no video
+    unlabelled = dict(batch, labelled=torch.zeros(2, 4, dtype=torch.bool))
+    task.network = None  # a skipped batch must not reach the network
+    task.validation_step(unlabelled, 2)
+    task.on_validation_epoch_end()
+    # ED frames: clip 0 t=1 (I 2, |P| 2, |T| 16), clip 0 t=3 (I 0, |P| 0, |T| 4), clip 1 t=0 (0, 0, 16).
+    assert logged["val_dice_ed"] == pytest.approx(4 / 38) and logged["val_dice"] == pytest.approx(4 / 38)
+    assert "val_dice_es" not in logged
+    logged.clear()
+    task.on_validation_epoch_end()  # nothing scored: val_dice still logged (0), ED/ES not
+    assert logged == {"val_dice": 0.0}
+
+
+def test_val_loss_is_the_frame_weighted_mean_over_batches(tmp_path):
+    """val_loss over an epoch weights each batch by its traced frames (3 and 1 here), the way
+    val_dice pools pixels; Lightning's default would weight by clips (2 and 2)."""
+    from unilvseg.training import make_trainer
+
+    full = _validation_batch()
+    single = _validation_batch()
+    single["labelled"][0, 1] = single["labelled"][0, 3] = False  # only clip 1's ED left
+    predicted = _predictions()
+    task = WeakSegmentationTask(**TINY)
+    task.network = Scripted(lambda call, video: predicted)
+    losses = []
+    for batch in (full, single):
+        selected, target = task.labelled_frames(batch, torch.where(predicted > 0, 10.0, -10.0))
+        losses.append(float(task.criterion(selected, target)[0]))
+    trainer = make_trainer(tmp_path, monitor="val_dice", mode="max", epochs=1, progress_bar=False, accelerator="cpu", devices=1)
+    (result,) = trainer.validate(task, dataloaders=torch.utils.data.DataLoader([full, single], batch_size=None), verbose=False)
+    assert result["val_loss"] == pytest.approx((3 * losses[0] + 1 * losses[1]) / 4, rel=1e-5)
+    assert losses[0] != pytest.approx(losses[1])  # the weighting matters for this data
