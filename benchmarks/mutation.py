@@ -66,6 +66,7 @@ _MASKED = "this denominator is only used where the outer np.where discards it (t
 _ZERO_SHIFT = "at the boundary the shift is ceil(0) * period = 0 frames"
 _B = "unilvseg.evaluation.bootstrap."
 _W = "unilvseg.tasks.weak."
+_Q = "unilvseg.labelfree.qc."
 _PROGRESS_BAR = "prog_bar only chooses what the progress bar shows; the logged values and checkpoints are the same"
 _SAME_STREAM = ("the same indices: numpy draws the same stream for int32 and int64 bounds below 2**31, for "
                 "integers(h) and integers(0, h), and for one (2, n) draw as for two (1, n) draws (checked)")
@@ -102,6 +103,17 @@ EQUIVALENT: dict[str, str] = {
     _W + "xǁWeakSegmentationTaskǁ__init____mutmut_7": "ClipTask's default out_channels is 1",
     **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": _PROGRESS_BAR for i in (9, 12, 20, 21, 22)},
     **{_W + f"xǁWeakSegmentationTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (50, 54, 58)},
+    **{_Q + f"x__shape_moments__mutmut_{i}": "astype(None) is astype(float64)" for i in (5, 6, 14)},
+    _Q + "x_quality_control__mutmut_83": "astype(None) is astype(float64)",
+    **{_Q + f"x_convex_hull_areas__mutmut_{i}": "OpenCV fills and finds points in float64 images too; the count of "
+       "non-zero pixels is the same" for i in (9, 11, 15)},
+    _Q + "x_convex_hull_areas__mutmut_27": "the hull is counted with count_nonzero: fill value 2 counts as 1",
+    **{_Q + f"x_quality_control__mutmut_{i}": "no division warning arises here (NaN operands, never x/0): checked "
+       "with numpy warnings as errors in test_qc_thresholds_are_exclusive_and_use_the_image_or_fan_area"
+       for i in (92, 93, 94, 95, 119, 120, 121, 122)},
+    _Q + "x_quality_control__mutmut_158": "a non-empty frame that is not one component has at least 2 pixels",
+    _Q + "x_running_median__mutmut_17": "None assigned into a float array is NaN",
+    _Q + "x_running_median__mutmut_33": "nanmedian only raises RuntimeWarnings here",
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",
