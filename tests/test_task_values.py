@@ -156,7 +156,7 @@ def test_validation_dice_values_and_ed_es_split():
     task = WeakSegmentationTask(**TINY)
     task.network = Scripted(lambda call, video: _predictions())
     logged = {}
-    task.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    task.log = lambda name, value, **kwargs: logged.__setitem__(name, float(torch.as_tensor(value).detach()))
     task.validation_step(_validation_batch(), 0)
     task.on_validation_epoch_end()
     # ED: I = 8 + 0, |P| + |T| = (8 + 16) + (0 + 16). ES: I = 4, |P| + |T| = 8 + 4.
@@ -294,7 +294,7 @@ def test_weak_task_head_and_validation_edge_cases():
 
     task.network = FromVideo()
     logged = {}
-    task.log = lambda name, value, **kwargs: logged.__setitem__(name, float(value))
+    task.log = lambda name, value, **kwargs: logged.__setitem__(name, float(torch.as_tensor(value).detach()))
     batch = _validation_batch()
     logits = torch.full((2, 1, 8, 8, 4), -5.0)
     logits[0, 0, 0, 0:4, 1] = torch.tensor([0.0, 0.0, 0.5, 0.5])  # ED of clip 0: 2 of its 16 px (0 is not LV)
