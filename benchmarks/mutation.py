@@ -67,6 +67,8 @@ _ZERO_SHIFT = "at the boundary the shift is ceil(0) * period = 0 frames"
 _B = "unilvseg.evaluation.bootstrap."
 _W = "unilvseg.tasks.weak."
 _Q = "unilvseg.labelfree.qc."
+_T = "unilvseg.data.tracings."
+_SAME_VALUES = "the same values: only the dtype differs (int64 for an all-integer column) and every consumer converts to float64"
 _PROGRESS_BAR = "prog_bar only chooses what the progress bar shows; the logged values and checkpoints are the same"
 _SAME_STREAM = ("the same indices: numpy draws the same stream for int32 and int64 bounds below 2**31, for "
                 "integers(h) and integers(0, h), and for one (2, n) draw as for two (1, n) draws (checked)")
@@ -114,6 +116,16 @@ EQUIVALENT: dict[str, str] = {
     _Q + "x_quality_control__mutmut_158": "a non-empty frame that is not one component has at least 2 pixels",
     _Q + "x_running_median__mutmut_17": "None assigned into a float array is NaN",
     _Q + "x_running_median__mutmut_33": "nanmedian only raises RuntimeWarnings here",
+    **{_T + f"x_polygon_from_rows__mutmut_{i}": _SAME_VALUES for i in (3, 5)},
+    **{_T + f"x_read_tracings__mutmut_{i}": _SAME_VALUES for i in (59, 75)},
+    **{_T + f"x_tracing_mask__mutmut_{i}": "skimage.draw.polygon takes the already rounded float coordinates the same way"
+       for i in (10, 12)},
+    **{_T + f"x_read_tracings__mutmut_{i}": "pandas itself skips a UTF-8 byte-order mark, and codec names ignore case"
+       for i in (11, 14, 17)},
+    _T + "x_read_tracings__mutmut_47": "pandas' str.replace treats regex=None like the default here (checked: 'a.avi' -> 'a')",
+    _T + "x_read_tracings__mutmut_54": "the pattern is matched with case=False",
+    **{_T + f"x_read_tracings__mutmut_{i}": "the order of the returned dict is not used: load_index looks videos up by name"
+       for i in (105, 107, 108)},
 }
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",

@@ -139,12 +139,16 @@ def test_tracing_rows_parsed_exactly_on_hand_made_cases(tmp_path):
     lines += [f"0042.AVI,{x1},{y1},{x2},{y2},3" for x1, y1, x2, y2 in square[:3]]  # 10-12: 2 chords
     lines += ["0042.AVI,abc,0,4,0,4"] + [f"0042.AVI,{x1},{y1},{x2},{y2},4" for x1, y1, x2, y2 in square[1:]]  # 13-16
     lines += [f"0042.AVI,{x1},{y1},{x2},{y2},0" for x1, y1, x2, y2 in square]  # 17-20
-    lines += [f"b.avi,{x1},{y1},{x2},{y2},7" for x1, y1, x2, y2 in square]
+    lines += ["b.avi,1,1,2,2,", "b.avi,1,1,2,2,x"]  # lines 21-22: no frame number, text frame
+    lines += [f"b.avi,{x1},{y1},{x2},{y2},7" for x1, y1, x2, y2 in square]  # 23-26
+    lines += [f"0077,{x1},{y1},{x2},{y2},1" for x1, y1, x2, y2 in square + square[-1:]]  # 27-31, one duplicate
     root = tmp_path / "tr"
     root.mkdir()
     (root / "VolumeTracings.csv").write_text("\n".join(lines) + "\n")
     traced = read_tracings(root)
-    assert list(traced) == ["0042", "b"]
+    assert sorted(traced) == ["0042", "0077", "b"]  # an all-digit FileName keeps its leading zeros
+    assert traced["0077"].problems == ["rows 27-31: 1 duplicate row(s) at frame 1 dropped"]
+    assert traced["b"].problems == ["rows 21-22: Frame is missing or not a number"]
     video = traced["0042"]
     assert list(video.frames) == [0]
     np.testing.assert_array_equal(video.frames[0], np.array(square, dtype=float))
@@ -154,7 +158,7 @@ def test_tracing_rows_parsed_exactly_on_hand_made_cases(tmp_path):
         "rows 10-12: frame 3 has 3 rows; a tracing needs a long axis and at least 3 chords",
         "rows 13-16: NaN/inf or non-numeric coordinates at frame 4",
     ]
-    assert list(traced["b"].frames) == [7] and traced["b"].problems == []
+    assert list(traced["b"].frames) == [7]  # read after the rows without a frame
     # Polygon down the X1 ends and up the X2 ends: (0,0) (0,1) (0,2) (4,2) (4,1) (4,0), area 8.
     xs, ys = polygon_from_rows(np.array(square, dtype=float))
     assert xs.tolist() == [0, 0, 0, 4, 4, 4] and ys.tolist() == [0, 1, 2, 2, 1, 0]
@@ -163,7 +167,29 @@ def test_tracing_rows_parsed_exactly_on_hand_made_cases(tmp_path):
     assert mask.dtype == np.uint8 and mask.sum() == 15  # boundary pixels included: 5 x 3
     from unilvseg.data.tracings import _csv_rows
 
-    assert (_csv_rows(np.array([0])), _csv_rows(np.array([3, 4, 5]))) == ("2", "5-7")
+    assert (_csv_rows(np.array([0])), _csv_rows(np.array([3, 4])), _csv_rows(np.array([3, 4, 5]))) == ("2", "5-6", "5-7")
+    # A trapezoid (chord widths 2, 4, 6): area 8 by the shoelace formula, by hand.
+    trapezoid = np.array([[0, 0, 0, 2], [0, 0, 2, 0], [0, 1, 4, 1], [0, 2, 6, 2]], dtype=float)
+    assert polygon_area(trapezoid) == 8.0
+
+
+def test_tracing_file_errors_name_the_file_and_the_problem(tmp_path):
+    empty_dir = tmp_path / "none"
+    empty_dir.mkdir()
+    with pytest.raises(DataError, match=r"none/VolumeTracings.csv: VolumeTracings.csv not found$"):
+        read_tracings(empty_dir)
+    (empty_dir / "VolumeTracings.csv").write_text("")
+    with pytest.raises(DataError, match=r"VolumeTracings.csv: file is empty \(expected header FileName,X1,Y1,X2,Y2,Frame\)$"):
+        read_tracings(empty_dir)
+    (empty_dir / "VolumeTracings.csv").write_text("Name,A\nx,1\n")
+    with pytest.raises(DataError, match=r"VolumeTracings.csv: header is Name,A; expected exactly FileName,X1,Y1,X2,Y2,Frame$"):
+        read_tracings(empty_dir)
+    # A column of all-digit FileNames must stay text: 0077, not 77.
+    (empty_dir / "VolumeTracings.csv").write_text("FileName,X1,Y1,X2,Y2,Frame\n" + "".join(f"0077,{i},0,{i + 4},0,3\n" for i in range(4)))
+    assert list(read_tracings(empty_dir)) == ["0077"]
+    (empty_dir / "VolumeTracings.csv").write_bytes(b"FileName,X1,Y1,X2,Y2,Frame\n\xff\xfe,1,1,2,2,3\n")
+    with pytest.raises(DataError, match=r"VolumeTracings.csv: cannot parse CSV \("):
+        read_tracings(empty_dir)
 
 
 def test_duplicate_rows_are_dropped_without_changing_the_mask(tmp_path):
