@@ -333,3 +333,42 @@ def test_val_loss_is_the_frame_weighted_mean_over_batches(tmp_path):
     (result,) = trainer.validate(task, dataloaders=torch.utils.data.DataLoader([full, single], batch_size=None), verbose=False)
     assert result["val_loss"] == pytest.approx((3 * losses[0] + 1 * losses[1]) / 4, rel=1e-5)
     assert losses[0] != pytest.approx(losses[1])  # the weighting matters for this data
+
+
+def test_mask_count_bounds_and_messages():
+    from unilvseg.errors import UserError
+    from unilvseg.tasks.ssl import masked_frame_count
+
+    assert masked_frame_count(4, 0.25) == 1 and masked_frame_count(4, 0.75) == 3  # one hidden / one visible
+    for ratio in (0.0, 1.0, 1.5):
+        with pytest.raises(UserError, match=f"^--mask_ratio must be strictly between 0 and 1, got {ratio}$"):
+            masked_frame_count(16, ratio)
+    with pytest.raises(UserError, match="masks 10 frames; at least one frame must be hidden and one visible$"):
+        masked_frame_count(10, 0.96)  # round(9.6) = 10 = every frame
+
+
+def test_masks_are_made_on_the_requested_device():
+    from unilvseg.tasks.ssl import choose_masked_frames
+
+    assert choose_masked_frames(2, 8, 3, torch.Generator().manual_seed(0), device="meta").device.type == "meta"
+    assert choose_masked_frames(2, 8, 3, torch.Generator().manual_seed(0)).device.type == "cpu"
+
+
+def test_masking_validation_logs_clip_weighted_losses(tmp_path):
+    """val_loss and val_mse_masked through a real Lightning validation, hand-computed from the
+    frames the network saw blanked, weighted by clips per batch (2 and 1)."""
+    from unilvseg.training import make_trainer
+
+    task = TemporalMaskingTask(mask_ratio=0.5, **TINY)
+    task.network = Recorder()
+    batches = [{"video": torch.randn(2, 3, 4, 4, 16) + 3.0}, {"video": torch.randn(1, 3, 4, 4, 16) - 3.0}]
+    trainer = make_trainer(tmp_path, monitor="val_loss", mode="min", epochs=1, progress_bar=False, accelerator="cpu", devices=1)
+    (result,) = trainer.validate(task, dataloaders=torch.utils.data.DataLoader(batches, batch_size=None), verbose=False)
+    losses, masked = [], []
+    for batch, seen in zip(batches, task.network.inputs):
+        hidden = hidden_frames(seen)
+        square = batch["video"].pow(2).mean(dim=(1, 2, 3))
+        losses.append(float((square * hidden).mean()))
+        masked.append(float(square[hidden].mean()))
+    assert result["val_loss"] == pytest.approx((2 * losses[0] + losses[1]) / 3, rel=1e-5)
+    assert result["val_mse_masked"] == pytest.approx((2 * masked[0] + masked[1]) / 3, rel=1e-5)
