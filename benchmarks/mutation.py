@@ -125,6 +125,7 @@ EQUIVALENT: dict[str, str] = {
        for i in (11, 14, 17)},
     _S + "x_blank_frames__mutmut_2": "a bool mask multiplies a float clip to the clip's dtype either way",
     **{_S + f"x_choose_masked_frames__mutmut_{i}": "torch.rand's default device is the CPU" for i in (5, 9)},
+    _S + "x_choose_masked_frames__mutmut_31": "tensor.to(None) leaves the tensor where it is, as not calling it does",
     **{_S + f"xǁTemporalMaskingTaskǁreconstruction_loss__mutmut_{i}": "the masks' device only matters on an accelerator; "
        "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (9, 14)},
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (17, 21, 25)},

@@ -205,7 +205,7 @@ def test_bootstrap_argument_checks_defaults_and_edge_sizes(monkeypatch):
     for ci in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match=r"confidence level must be in \(0, 1\)"):
             percentile_interval(np.arange(10.0), ci)
-    with pytest.raises(ValueError, match="bootstrap needs at least one unit to resample"):
+    with pytest.raises(ValueError, match="^bootstrap needs at least one unit to resample$"):
         next(resample_indices(np.random.default_rng(0), 0, 10))
     with pytest.raises(ValueError, match="bootstrap samples must be >= 1"):
         next(resample_indices(np.random.default_rng(0), 3, 0))
