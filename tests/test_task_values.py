@@ -257,9 +257,10 @@ def test_pooled_dice_accumulates_exactly_and_merges_by_summing():
     assert float(merged.compute()) == pytest.approx(2 * 4 / 12)
     # Exact counts past float32's 2**24 (a full EchoNet validation set has ~30 M LV pixels).
     big = PooledDice()
-    big.update(torch.ones(2**24, dtype=torch.bool), torch.zeros(2**24, dtype=torch.bool))
+    big.update(torch.ones(2**24, dtype=torch.bool), torch.ones(2**24, dtype=torch.bool))
     big.update(torch.ones(1, dtype=torch.bool), torch.ones(1, dtype=torch.bool))
-    assert int(big.intersection) == 1 and int(big.total) == 2**24 + 2
+    big.update(torch.ones(1, dtype=torch.bool), torch.zeros(1, dtype=torch.bool))
+    assert int(big.intersection) == 2**24 + 1 and int(big.total) == 2**25 + 3  # float32 would give 2**24, 2**25 + 4
 
 
 def test_segmentation_loss_parts_are_the_named_losses():
@@ -312,6 +313,9 @@ def test_weak_task_head_and_validation_edge_cases():
     logged.clear()
     task.on_validation_epoch_end()  # nothing scored: val_dice still logged (0), ED/ES not
     assert logged == {"val_dice": 0.0}
+    task.val_dice["es"].update(torch.zeros(1, 2, dtype=torch.bool), torch.tensor([[1, 0]]))  # one ES pixel, missed
+    task.on_validation_epoch_end()
+    assert logged["val_dice_es"] == 0.0
 
 
 def test_val_loss_is_the_frame_weighted_mean_over_batches(tmp_path):
