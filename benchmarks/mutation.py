@@ -69,6 +69,7 @@ _W = "unilvseg.tasks.weak."
 _Q = "unilvseg.labelfree.qc."
 _T = "unilvseg.data.tracings."
 _S = "unilvseg.tasks.ssl."
+_V = "unilvseg.evaluation.volumes."
 _SAME_VALUES = "the same values: only the dtype differs (int64 for an all-integer column) and every consumer converts to float64"
 _PROGRESS_BAR = "prog_bar only chooses what the progress bar shows; the logged values and checkpoints are the same"
 _SAME_STREAM = ("the same indices: numpy draws the same stream for int32 and int64 bounds below 2**31, for "
@@ -131,6 +132,15 @@ EQUIVALENT: dict[str, str] = {
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (17, 21, 25)},
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": "Lightning infers the batch size from the batch's "
        "first tensor, the clip, whose first dimension is the same number" for i in (18, 22, 28, 31)},
+    **{_V + f"x__disk_volumes_px__mutmut_{i}": "astype(None) / np.zeros default to float64" for i in (7, 9, 18, 24, 26, 119, 121)},
+    _V + "x__disk_volumes_px__mutmut_22": "without minlength the bincount still covers every frame that has pixels, "
+    "the only ones indexed",
+    _V + "x__disk_volumes_px__mutmut_116": "the extra pass only meets slabs the footprint does not overlap (filtered by keep)",
+    _V + "x__disk_volumes_px__mutmut_141": "a zero overlap adds a zero weight",
+    _V + "x_ejection_fraction__mutmut_12": _NAN_SPELLING,
+    **{_V + f"x_beats_from_volumes__mutmut_{i}": "volume curves are float64 already" for i in (5, 7)},
+    _V + "x_beats_from_volumes__mutmut_13": "an empty curve has no peaks whatever the span",
+    _V + "x_beats_from_volumes__mutmut_14": "a flat curve (span 0) has no peaks either way",
     _T + "x_read_tracings__mutmut_47": "pandas' str.replace treats regex=None like the default here (checked: 'a.avi' -> 'a')",
     _T + "x_read_tracings__mutmut_54": "the pattern is matched with case=False",
     **{_T + f"x_read_tracings__mutmut_{i}": "the order of the returned dict is not used: load_index looks videos up by name"

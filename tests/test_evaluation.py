@@ -618,3 +618,62 @@ def test_beat_selection_over_five_beats_reports_the_median_ef_beat():
     result = volumes_from_masks(masks)
     assert result["beats"] == beats
     assert (result["ed_frame"], abs(result["es_frame"] - 150) <= 1) == (130, True)
+
+
+def test_volume_edge_cases_exact_cylinder_and_empty_inputs():
+    """A w x h box is exactly a cylinder for the method of disks (every slab w pixels wide):
+    V = pi/4 w^2 h, for any number of disks. Plus argument checks, empty inputs and the fallback
+    ED/ES choice without beats."""
+    from unilvseg.evaluation.volumes import beats_from_volumes, ejection_fraction
+
+    box = np.zeros((60, 40), np.uint8)
+    box[10:40, 5:15] = 1  # 10 wide, 30 tall
+    for disks in (1, 7, 20):
+        assert method_of_disks(box, mm_per_pixel=1.0, disks=disks) == pytest.approx(np.pi / 4 * 100 * 30 / 1000, rel=1e-9)
+    ellipse = _ellipse(25, 12, 30)
+    assert method_of_disks(ellipse, disks=1) != pytest.approx(method_of_disks(ellipse), rel=0.01)  # disks pass through
+    stack = np.stack([ellipse, ellipse])
+    np.testing.assert_allclose(volumes_from_masks(stack, disks=1, beat_wise=False)["volumes"], method_of_disks(ellipse, disks=1))
+    assert method_of_disks_batch(np.zeros((0, 5, 5))).shape == (0,)
+    with pytest.raises(ValueError, match=r"^method_of_disks expects a mask of shape \(H, W\), got \(2, 2, 2\)$"):
+        method_of_disks(np.zeros((2, 2, 2)))
+    with pytest.raises(ValueError, match=r"^method_of_disks_batch expects masks of shape \(T, H, W\), got \(2, 2\)$"):
+        method_of_disks_batch(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="^disks must be >= 1, got 0$"):
+        method_of_disks_batch(np.zeros((1, 2, 2)), disks=0)
+    with pytest.raises(ValueError, match="^mm_per_pixel must be > 0, got 0$"):
+        method_of_disks_batch(np.zeros((1, 2, 2)), mm_per_pixel=0)
+    with pytest.raises(ValueError, match=r"^volumes_from_masks expects masks of shape \(T, H, W\), got \(2, 2\)$"):
+        volumes_from_masks(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"^frame_range \(1, 1\) outside the 2 frames$"):
+        volumes_from_masks(stack, frame_range=(1, 1))
+    assert (ejection_fraction(0.5, 0.25), ejection_fraction(60.0, 20.0)) == (50.0, pytest.approx(200 / 3))
+    assert np.isnan(ejection_fraction(0.0, 0.0))
+    assert beats_from_volumes([]) == []
+    empty = volumes_from_masks(np.zeros((2, 4, 4), np.uint8))
+    assert {k: v for k, v in empty.items() if k not in ("ef", "areas", "volumes")} == {
+        "edv": 0.0, "esv": 0.0, "ed_frame": -1, "es_frame": -1, "beats": 0}
+    assert np.isnan(empty["ef"]) and empty["areas"].tolist() == [0, 0] and empty["volumes"].tolist() == [0.0, 0.0]
+    # Without beats: ED = largest area (frame 0 included), ES = smallest non-empty (a 1-pixel frame counts).
+    frames = np.zeros((4, 60, 40), np.uint8)
+    frames[0] = box
+    frames[1, 10:20, 5:15] = 1
+    frames[3, 30, 20] = 1
+    result = volumes_from_masks(frames, beat_wise=False)
+    assert (result["ed_frame"], result["es_frame"]) == (0, 3) and result["areas"].dtype == np.int64
+    single = np.zeros((2, 60, 40), np.uint8)
+    single[1, 3, 3] = 1
+    assert volumes_from_masks(single, beat_wise=False)["ed_frame"] == 1
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_beats_do_not_depend_on_the_volume_unit(scale):
+    """Beat detection is relative to the volume range: the same curve in other units gives the
+    same beats (catches absolute thresholds)."""
+    from unilvseg.evaluation.volumes import beats_from_volumes
+
+    t = np.arange(221)
+    volumes = 50 + 20 * np.cos(2 * np.pi * (t - 10) / 40)
+    volumes[:10] = 50 + 20 * np.cos(2 * np.pi * 0.0) - 3 * (10 - t[:10]) / 10
+    reference = beats_from_volumes(volumes)
+    assert len(reference) >= 4 and beats_from_volumes(volumes * scale) == reference
