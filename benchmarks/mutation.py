@@ -131,7 +131,7 @@ EQUIVALENT: dict[str, str] = {
        "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (9, 14)},
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (17, 21, 25)},
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": "Lightning infers the batch size from the batch's "
-       "first tensor, the clip, whose first dimension is the same number" for i in (18, 22, 28, 31)},
+       "first tensor, the clip, whose first dimension is the same number" for i in (11, 18, 22, 28, 31)},
     **{_V + f"x__disk_volumes_px__mutmut_{i}": "astype(None) / np.zeros default to float64" for i in (7, 9, 18, 24, 26, 119, 121)},
     _V + "x__disk_volumes_px__mutmut_22": "without minlength the bincount still covers every frame that has pixels, "
     "the only ones indexed",
