@@ -324,13 +324,14 @@ def test_qc_shape_moments_and_running_median_closed_forms():
     diagonal line of n pixels sqrt(2n^2 - 1), a single pixel 1; empty frames give NaN."""
     from unilvseg.labelfree.qc import _shape_moments, running_median
 
-    stack = np.zeros((5, 30, 50), bool)
+    stack = np.zeros((6, 30, 50), bool)
+    stack[5, np.arange(4) + 3, np.arange(4) + 7] = True  # diagonal, n = 4: sqrt(31)
     stack[0, 5:9, 10:22] = True  # 12 wide, 4 high
     stack[1, np.arange(5) + 3, np.arange(5) + 7] = True  # diagonal, n = 5
     stack[2, 7, 31] = True  # one pixel
     stack[4, 10:16, 20:26] = True  # 6 x 6 square
     ratio, x, y = _shape_moments(stack)
-    np.testing.assert_allclose(ratio[[0, 1, 2, 4]], [3.0, 7.0, 1.0, 1.0], rtol=1e-6)  # sqrt of a ~1e-16 residue
+    np.testing.assert_allclose(ratio[[0, 1, 2, 4, 5]], [3.0, 7.0, 1.0, 1.0, np.sqrt(31)], rtol=1e-6)  # sqrt of a ~1e-16 residue
     np.testing.assert_allclose([x[0], y[0], x[2], y[2]], [15.5, 6.5, 31.0, 7.0])
     assert np.isnan(ratio[3]) and np.isnan(x[3]) and np.isnan(y[3])
     median = running_median(np.array([1.0, 2.0, 3.0, 10.0, 11.0]), np.array([True, True, True, True, False]), 5)
@@ -377,6 +378,14 @@ def test_qc_thresholds_are_exclusive_and_use_the_image_or_fan_area():
     masks[5, 10:20, 10:38] = 1  # area 280: jump 0.4
     assert quality_control(masks).reasons[5] == ["area_jump"]
     assert quality_control(masks, window=1).passed.all()  # a window of one frame compares a frame with itself
+    # The default running-median window is 9 frames, not 11: frame 6 (area 200) sits among 4 of 9
+    # large neighbours (area 400) but would have 6 of 11.
+    boxes = np.zeros((13, height, width), np.uint8)
+    for index in range(13):
+        wide = index in (1, 2, 3, 9, 10, 11)
+        boxes[index, 10:30, 15:35 if wide else 25] = 1
+    assert quality_control(boxes).reasons[6] == []
+    assert quality_control(boxes, window=11).reasons[6] == ["area_jump"]
     # A 2-D mask is one frame; a one-pixel mask is small (and one component); two reasons join with ';'.
     assert quality_control(masks[0]).passed.tolist() == [True]
     dot = np.zeros((2, height, width), np.uint8)
