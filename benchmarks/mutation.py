@@ -138,6 +138,8 @@ EQUIVALENT: dict[str, str] = {
     _V + "x__disk_volumes_px__mutmut_116": "the extra pass only meets slabs the footprint does not overlap (filtered by keep)",
     _V + "x__disk_volumes_px__mutmut_141": "a zero overlap adds a zero weight",
     _V + "x_ejection_fraction__mutmut_12": _NAN_SPELLING,
+    _V + "x_volumes_from_masks__mutmut_45": _NAN_SPELLING,
+    _V + "x__disk_volumes_px__mutmut_145": "negated slab counts give negated diameters, and the volume uses their squares",
     **{_V + f"x_beats_from_volumes__mutmut_{i}": "volume curves are float64 already" for i in (5, 7)},
     _V + "x_beats_from_volumes__mutmut_13": "an empty curve has no peaks whatever the span",
     _V + "x_beats_from_volumes__mutmut_14": "a flat curve (span 0) has no peaks either way",
