@@ -240,6 +240,15 @@ def write_report(rows: list[dict]) -> None:
              "| module | status | mutants | killed | survived | no tests | equivalent | score % | seconds |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    lines += ["", "Tests run per module (mutmut then runs, for each mutant, only the selected tests that reach "
+              "the mutated function):", ""]
+    for target in TARGETS:
+        note = ""
+        if target.unmutated:
+            headers = "`, `".join(t.strip() for t in target.unmutated)
+            note = (f"; left unmutated: `{headers}...` (Lightning's save_hyperparameters reads the caller's frame, "
+                    "which mutmut's trampoline replaces)")
+        lines.append(f"- `{target.source}`: `pytest {' '.join(target.tests)}`{note}")
     for row in rows:
         if not row.get("survivors"):
             continue
