@@ -24,9 +24,15 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 REAL_MINI = SHARED_DATA / "echonet-real-mini"
 REAL_EXTERNAL = SHARED_DATA / "echo-external"
 
-needs_real_data = pytest.mark.skipif(
+_skip_without_real_data = pytest.mark.skipif(
     not REAL_MINI.is_dir(), reason=f"real echo data not present at {SHARED_DATA}"
 )
+
+
+def needs_real_data(test):
+    """Decorator for tests that read ../shared/data: skipped when it is absent, and marked
+    ``real_data`` so ``pytest -m "not real_data"`` leaves them out."""
+    return pytest.mark.real_data(_skip_without_real_data(test))
 
 FILELIST_COLUMNS = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
 TRACING_COLUMNS = ["FileName", "X1", "Y1", "X2", "Y2", "Frame"]

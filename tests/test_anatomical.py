@@ -190,8 +190,29 @@ def test_task_is_registered_and_predicts_one_channel_per_class():
     loss.backward()
     # Random logits against 17 uniform classes: cross-entropy near log(17).
     assert torch.isfinite(loss) and 1.0 < loss.item() < 6.0
-    assert 0.0 <= parts["position_accuracy"] <= 1.0
     assert all(p.grad is not None for p in task.network.head.parameters())
+
+
+def test_position_accuracy_counts_labelled_frames_only():
+    """Logits that pick the right class on frames 0-2 and a wrong one everywhere else; only
+    frames 0-3 are labelled: accuracy 3/4 (1/4 if frame 3 were ignored the other way round,
+    3/16 over all frames)."""
+    task = AnatomicalPositionTask(**TINY)
+    batch = position_batch(batch_size=1)
+    batch["labelled"][:] = False
+    batch["labelled"][0, :4] = True
+    target = batch["mask"][:, 0].long()  # (1, H, W, T)
+    chosen = target.clone()
+    chosen[..., 3:] = (target[..., 3:] + 1) % 17
+    logits = torch.nn.functional.one_hot(chosen, 17).permute(0, 4, 1, 2, 3).float() * 10
+
+    class Fixed(torch.nn.Module):
+        def forward(self, video):
+            return logits
+
+    task.network = Fixed()
+    _, parts = task.compute_loss(batch)
+    assert float(parts["position_accuracy"]) == pytest.approx(0.75)
 
 
 def test_multi_task_blanks_frames_and_adds_reconstruction_channels():

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REAL_EXTERNAL, REAL_MINI, needs_real_data, tracing_rows, write_avi, write_echonet
+from conftest import REAL_MINI, needs_real_data, tracing_rows, write_avi, write_echonet
 from unilvseg.data import augment as augment_module
 from unilvseg.data.augment import NO_AUGMENT, ClipAugment
 from unilvseg.data.clips import ClipSampler
-from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD, EchoClipDataset, EchoNetDataModule, collate_clips
+from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD, EchoClipDataset, EchoNetDataModule, TracingTargets, collate_clips
 from unilvseg.data.index import index_video_folder, load_index
 from unilvseg.data.tracings import ed_es_frames, polygon_area, polygon_from_rows, read_tracings, tracing_mask
 from unilvseg.data.video import FrameCache, read_video
@@ -125,6 +125,71 @@ def test_nan_coordinates_drop_that_frame_and_say_which_rows(tmp_path):
     assert any("NaN" in p and "frame 9" in p and "23-43" in p for p in traced.problems), traced.problems
     record = load_index(root).records[0]
     assert (record.ed_frame, record.es_frame) == (2, 12)
+
+
+def test_tracing_rows_parsed_exactly_on_hand_made_cases(tmp_path):
+    """Hand-made VolumeTracings: frame 0 is valid, negative / fractional frames and a frame with
+    only 2 chords are dropped with the file lines named, later frames of the same video are still
+    read, a text coordinate is a problem not a crash, FileNames keep leading zeros and lose any
+    .avi/.AVI extension, and a clean video reports no problem."""
+    square = [[2, 0, 2, 2], [0, 0, 4, 0], [0, 1, 4, 1], [0, 2, 4, 2]]  # long axis + 3 chords: 4 x 2 box
+    lines = ["FileName,X1,Y1,X2,Y2,Frame"]
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},-1" for x1, y1, x2, y2 in square]  # file lines 2-5
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},2.5" for x1, y1, x2, y2 in square]  # 6-9
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},3" for x1, y1, x2, y2 in square[:3]]  # 10-12: 2 chords
+    lines += ["0042.AVI,abc,0,4,0,4"] + [f"0042.AVI,{x1},{y1},{x2},{y2},4" for x1, y1, x2, y2 in square[1:]]  # 13-16
+    lines += [f"0042.AVI,{x1},{y1},{x2},{y2},0" for x1, y1, x2, y2 in square]  # 17-20
+    lines += ["b.avi,1,1,2,2,", "b.avi,1,1,2,2,x"]  # lines 21-22: no frame number, text frame
+    lines += [f"b.avi,{x1},{y1},{x2},{y2},7" for x1, y1, x2, y2 in square]  # 23-26
+    lines += [f"0077,{x1},{y1},{x2},{y2},1" for x1, y1, x2, y2 in square + square[-1:]]  # 27-31, one duplicate
+    root = tmp_path / "tr"
+    root.mkdir()
+    (root / "VolumeTracings.csv").write_text("\n".join(lines) + "\n")
+    traced = read_tracings(root)
+    assert sorted(traced) == ["0042", "0077", "b"]  # an all-digit FileName keeps its leading zeros
+    assert traced["0077"].problems == ["rows 27-31: 1 duplicate row(s) at frame 1 dropped"]
+    assert traced["b"].problems == ["rows 21-22: Frame is missing or not a number"]
+    video = traced["0042"]
+    assert list(video.frames) == [0]
+    np.testing.assert_array_equal(video.frames[0], np.array(square, dtype=float))
+    assert video.problems == [
+        "rows 2-5: Frame -1 is not a non-negative integer",
+        "rows 6-9: Frame 2.5 is not a non-negative integer",
+        "rows 10-12: frame 3 has 3 rows; a tracing needs a long axis and at least 3 chords",
+        "rows 13-16: NaN/inf or non-numeric coordinates at frame 4",
+    ]
+    assert list(traced["b"].frames) == [7]  # read after the rows without a frame
+    # Polygon down the X1 ends and up the X2 ends: (0,0) (0,1) (0,2) (4,2) (4,1) (4,0), area 8.
+    xs, ys = polygon_from_rows(np.array(square, dtype=float))
+    assert xs.tolist() == [0, 0, 0, 4, 4, 4] and ys.tolist() == [0, 1, 2, 2, 1, 0]
+    assert polygon_area(np.array(square, dtype=float)) == 8.0
+    mask = tracing_mask(np.array(square, dtype=float), 5, 6)
+    assert mask.dtype == np.uint8 and mask.sum() == 15  # boundary pixels included: 5 x 3
+    from unilvseg.data.tracings import _csv_rows
+
+    assert (_csv_rows(np.array([0])), _csv_rows(np.array([3, 4])), _csv_rows(np.array([3, 4, 5]))) == ("2", "5-6", "5-7")
+    # A trapezoid (chord widths 2, 4, 6): area 8 by the shoelace formula, by hand.
+    trapezoid = np.array([[0, 0, 0, 2], [0, 0, 2, 0], [0, 1, 4, 1], [0, 2, 6, 2]], dtype=float)
+    assert polygon_area(trapezoid) == 8.0
+
+
+def test_tracing_file_errors_name_the_file_and_the_problem(tmp_path):
+    empty_dir = tmp_path / "none"
+    empty_dir.mkdir()
+    with pytest.raises(DataError, match=r"none/VolumeTracings.csv: VolumeTracings.csv not found$"):
+        read_tracings(empty_dir)
+    (empty_dir / "VolumeTracings.csv").write_text("")
+    with pytest.raises(DataError, match=r"VolumeTracings.csv: file is empty \(expected header FileName,X1,Y1,X2,Y2,Frame\)$"):
+        read_tracings(empty_dir)
+    (empty_dir / "VolumeTracings.csv").write_text("Name,A\nx,1\n")
+    with pytest.raises(DataError, match=r"VolumeTracings.csv: header is Name,A; expected exactly FileName,X1,Y1,X2,Y2,Frame$"):
+        read_tracings(empty_dir)
+    # A column of all-digit FileNames must stay text: 0077, not 77.
+    (empty_dir / "VolumeTracings.csv").write_text("FileName,X1,Y1,X2,Y2,Frame\n" + "".join(f"0077,{i},0,{i + 4},0,3\n" for i in range(4)))
+    assert list(read_tracings(empty_dir)) == ["0077"]
+    (empty_dir / "VolumeTracings.csv").write_bytes(b"FileName,X1,Y1,X2,Y2,Frame\n\xff\xfe,1,1,2,2,3\n")
+    with pytest.raises(DataError, match=r"VolumeTracings.csv: cannot parse CSV \("):
+        read_tracings(empty_dir)
 
 
 def test_duplicate_rows_are_dropped_without_changing_the_mask(tmp_path):
@@ -412,6 +477,29 @@ def test_bad_sampler_arguments_are_user_errors():
         ClipSampler(8).windows(20, stride=-1)
 
 
+def test_sampler_exact_indices_on_hand_worked_cases():
+    """Exact clips and windows (from the mutation run: coverage alone let extra windows, late
+    starts and float indices through)."""
+    default = ClipSampler()
+    assert (default.frames, default.period, default.span) == (32, 1, 32)
+    single = ClipSampler(frames=1)
+    assert single.windows(3).tolist() == [[0], [1], [2]]
+    # Odd clip length: frame 30 sits at slot 2 of 5; integer indices.
+    clip = ClipSampler(frames=5).centred_clip(60, 30)
+    assert clip.tolist() == [28, 29, 30, 31, 32] and clip.dtype.kind == "i"
+    sampler = ClipSampler(frames=16)
+    assert sampler.windows(16).tolist() == [list(range(16))]  # exactly one window
+    np.testing.assert_array_equal(sampler.windows(40)[:, 0], [0, 16, 24])  # last aligned to the end
+    np.testing.assert_array_equal(sampler.windows(31)[:, 0], [0, 15])
+    np.testing.assert_array_equal(sampler.windows(20, stride=1)[:, 0], [0, 1, 2, 3, 4])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert sampler.random_clip(16, rng)[0] == 0 and sampler.random_clip(10, rng)[0] == 0  # no room: start 0
+        # Short video (10 frames < span 31 at period 2): the grid through frame 5 starts at 1, never 3.
+        assert ClipSampler(frames=16, period=2).clip_containing(10, 5, rng)[0] == 1
+        assert ClipSampler(frames=16, period=2).clip_containing(10, 4, rng)[0] == 0  # not 2
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 
@@ -597,11 +685,9 @@ def test_train_videos_subset_is_seeded(tmp_path):
 
 def test_external_dirs_join_ssl_training_only(tmp_path):
     root = traced_dataset(tmp_path, names=("a",))
-    if REAL_EXTERNAL.is_dir():
-        external = REAL_EXTERNAL
-    else:
-        external = tmp_path / "external"
-        write_avi(external / "Example1.avi", ellipse_video(30, seed=3))
+    external = tmp_path / "external"  # synthetic: the same test with or without ../shared
+    write_avi(external / "Example1.avi", ellipse_video(30, seed=3))
+    write_avi(external / "Example2.avi", ellipse_video(12, seed=4))
     ssl = EchoNetDataModule(root, scheme="ssl", frames=8, external_dirs=[external], cache_dir=tmp_path / "cache")
     records = ssl.records("train")
     assert [r.split for r in records] == ["train"] + ["external"] * len(list(external.glob("*.avi")))
@@ -711,3 +797,57 @@ def test_loader_path_and_tensor_path_apply_the_same_transform():
         assert torch.equal(mask_b.permute(3, 0, 1, 2), mask_a)
         # uint8 interpolation rounds to 1/255 (and OpenCV's 1/32-pixel weights): a few levels at most.
         assert (video_b.permute(3, 0, 1, 2) - video_a).abs().max() < 6 / 255
+
+
+# ----------------------------------------------------------------------------- padding and resizing
+
+
+def test_padded_clip_labels_a_last_traced_frame_once(tmp_path):
+    """A 6-frame video traced at its last frame, in a 10-frame clip: the padded indices repeat
+    frame 5 five times, but the loss must see that tracing once (phase ED, one labelled slot)."""
+    video = ellipse_video(6)
+    rows = tracing_rows("short", 2, **SMALL) + tracing_rows("short", 5, **BIG)
+    root = write_echonet(tmp_path, {"short": video}, rows)
+    record = load_index(root).records[0]
+    assert (record.ed_frame, record.es_frame) == (5, 2)
+    frame_index = ClipSampler(10).centred_clip(6, 5)
+    assert list(frame_index) == [0, 1, 2, 3, 4, 5, 5, 5, 5, 5]
+    targets = TracingTargets((SIZE, SIZE))(record, frame_index, None, None)
+    assert np.flatnonzero(targets["labelled"]).tolist() == [2, 5]
+    assert targets["phase"].tolist() == [0, 0, 2, 0, 0, 1, 0, 0, 0, 0]
+    assert targets["mask"][6:].sum() == 0 and targets["mask"][5].sum() > 0
+
+
+@pytest.mark.parametrize("height,width,gray,crlf_bom", [(64, 64, True, False), (120, 160, False, True), (160, 120, True, True)])
+def test_frames_and_tracing_masks_are_resized_together(tmp_path, height, width, gray, crlf_bom):
+    """Odd video sizes (the hostile 'works' cases): the LV drawn in the video and its tracing
+    land on the same pixels of the 112x112 clip. An off-centre, elongated LV catches a transposed
+    or unscaled mask; BOM/CRLF CSVs must give the same tracing."""
+    centre, radii = (0.4 * width, 0.55 * height), (0.18 * width, 0.3 * height)
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((xx - centre[0]) / radii[0]) ** 2 + ((yy - centre[1]) / radii[1]) ** 2 <= 1
+    frames = np.where(inside, 220, 20).astype(np.uint8)[None].repeat(12, axis=0)
+    video = frames if gray else np.stack([frames, frames, frames], axis=-1)
+    rows = tracing_rows("odd", 3, centre, (radii[0] * 0.6, radii[1] * 0.6)) + tracing_rows("odd", 8, centre, radii)
+    if crlf_bom:
+        text = "\ufeff" + "\r\n".join(["FileName,X1,Y1,X2,Y2,Frame"] + [",".join(map(str, r)) for r in rows]) + "\r\n"
+        root = write_echonet(tmp_path, {"odd": video}, text)
+    else:
+        root = write_echonet(tmp_path, {"odd": video}, rows)
+    record = load_index(root).records[0]
+    assert (record.height, record.width, record.ed_frame) == (height, width, 8)
+    dataset = EchoClipDataset([record], ClipSampler(4), clip="traced_centred", targets="tracings",
+                              cache=FrameCache(tmp_path / "cache"), mean=(0, 0, 0), std=(1, 1, 1))
+    items = [dataset[i] for i in range(len(dataset))]
+    item = next(i for i in items if (i["phase"] == 1).any())
+    slot = int(np.flatnonzero(item["phase"].numpy() == 1)[0])
+    mask = item["mask"][0, :, :, slot].numpy() > 0
+    bright = item["video"][0, :, :, slot].numpy() > 0.5
+    assert mask.shape == bright.shape == (SIZE, SIZE)
+    assert dice(mask, bright) > 0.95
+    # The same tracing rasterised at the video's own size and resized by hand.
+    own = tracing_mask(record.ed_rows, height, width)
+    import cv2
+
+    by_hand = cv2.resize(own.astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST) > 0
+    assert dice(mask, by_hand) > 0.97

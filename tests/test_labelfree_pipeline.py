@@ -328,11 +328,12 @@ def test_labelfree_benchmark_seeds_and_oracle(tiny_phantom, tmp_path):
     assert (oracle["trained_on"] == "ReferenceMasks, 2 epochs").all()  # early 1 + 1 round x 1
     assert oracle["test_dice_reference"].between(0, 1).all()
     # The oracle trained on the reference masks themselves, every frame passed.
-    name = sorted((tiny_phantom / "ReferenceMasks").glob("*.npz"))[0].stem
-    labels = read_labels(run_dir / "seed0-oracle" / "labels" / "round0", name)
-    if labels is not None:  # test-split videos have no training labels
-        reference = np.load(tiny_phantom / "ReferenceMasks" / f"{name}.npz")["masks"]
-        assert np.array_equal(labels[0], reference > 0) and labels[1].all()
+    filelist = pd.read_csv(tiny_phantom / "FileList.csv")
+    name = Path(sorted(filelist[filelist["Split"].str.upper() == "TRAIN"]["FileName"])[0]).stem
+    labels = read_labels(run_dir / "seed0-oracle" / "labels" / "round0", name)  # a training video: labelled
+    assert labels is not None
+    reference = np.load(tiny_phantom / "ReferenceMasks" / f"{name}.npz")["masks"]
+    assert np.array_equal(labels[0], reference > 0) and labels[1].all()
     text = (out_dir / "labelfree-tiny.md").read_text()
     assert "Over 2 seeds" in text and "| oracle |" in text and "seeds improved" in text
     # Different seeds trained different networks.

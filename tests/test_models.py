@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import resource
-import sys
 
 import pytest
 import torch
@@ -22,7 +20,7 @@ from unilvseg.models import (
     tile_clip,
     untile_clip,
 )
-from unilvseg.models.unet3d import FAST_CPU_DEFAULT, tune_cpu_allocator
+from unilvseg.models.unet3d import FAST_CPU_DEFAULT
 
 FRAMES = 16
 SIZE = 32
@@ -256,21 +254,3 @@ def test_fast_cpu_path_is_bit_identical_and_switchable(monkeypatch):
     assert not network.use_fast_cpu(clip.double())
     monkeypatch.delenv("UNILVSEG_FAST_CPU")
     assert network.use_fast_cpu(clip) == FAST_CPU_DEFAULT
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc allocator tuning is Linux-only")
-def test_allocator_tuning_stops_page_faults_on_reused_large_blocks():
-    if not tune_cpu_allocator():
-        pytest.skip("no glibc mallopt here")
-
-    def faults_for_big_tensor():
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        block = torch.empty(24 * 2**20)  # 96 MB: above glibc's largest default mmap threshold
-        block.fill_(1.0)
-        del block
-        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-    faults_for_big_tensor()  # the first touch of fresh heap pages always faults
-    # Untuned, every such allocation is a fresh mmap: ~24k faults (4 KiB pages) each time.
-    faults = [faults_for_big_tensor() for _ in range(3)]
-    assert min(faults) < 1000, faults

@@ -251,8 +251,9 @@ def test_cli_writes_and_refuses_a_non_empty_folder(tmp_path, capsys):
 
 
 def test_package_loader_reads_the_same_tracings(dataset):
-    index_module = pytest.importorskip("unilvseg.data.index")
-    tracings_module = pytest.importorskip("unilvseg.data.tracings")
+    from unilvseg.data import index as index_module
+    from unilvseg.data import tracings as tracings_module
+
     index = index_module.load_index(dataset, split="all")
     mine = read_tracings(dataset)
     filelist = read_filelist(dataset)

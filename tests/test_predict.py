@@ -503,3 +503,57 @@ def test_prediction_folder_feeds_ef_agreement_and_evaluation(tiny_phantom, weak_
     np.testing.assert_allclose(beats.EF, written.EF.reindex(beats.index), atol=1e-3, equal_nan=True)
     summary = evaluate_predictions(tiny_phantom, save, tmp_path / "eval", split="all", samples=50)
     assert summary["ef"]["n_videos"] + summary["ef"]["n_missing"] == len(written)
+
+
+# -- settings that change the numbers: threshold, pixel spacing, the checkpoint's normalisation ---
+
+
+def test_threshold_decides_which_probabilities_are_lv():
+    from unilvseg.evaluation.inference import masks_from_probabilities
+
+    probabilities = np.array([[[0.2, 0.5, 0.51, 0.9]]])
+    assert masks_from_probabilities(probabilities).tolist() == [[[0, 0, 1, 1]]]  # strictly above 0.5
+    assert masks_from_probabilities(probabilities, 0.3).tolist() == [[[0, 1, 1, 1]]]
+    assert masks_from_probabilities(probabilities, 0.85).tolist() == [[[0, 0, 0, 1]]]
+
+
+@pytest.mark.parametrize("mm_per_pixel", [1.4, 0.7, 2.0])
+def test_volume_rows_against_ellipsoids_at_each_pixel_spacing(mm_per_pixel):
+    """volumes.csv rows from masks of known shape: ED = the 24x12 ellipse (frame 1), ES = the
+    15x7 one (frame 2), volumes 4/3 pi a b^2 mm_per_pixel^3."""
+    from types import SimpleNamespace
+
+    from unilvseg.evaluation.predict import video_rows
+
+    radii = [(20, 10), (24, 12), (15, 7), (18, 9)]
+    yy, xx = np.mgrid[:112, :112]
+    masks = np.stack([(((xx - 56.3) / b) ** 2 + ((yy - 55.7) / a) ** 2 <= 1) for a, b in radii]).astype(np.uint8)
+    record = SimpleNamespace(file_name="V", traced_frames={"ED": 1, "ES": 2})
+    rows = video_rows(record, masks, mm_per_pixel)
+    row = rows.iloc[0]
+    volume = lambda a, b: 4 / 3 * np.pi * a * b * b * mm_per_pixel**3 / 1000  # noqa: E731
+    assert (int(row.EDFrame), int(row.ESFrame)) == (1, 2)
+    # Measured: EDV +0.36 %, ESV +1.5 % (a 7-pixel radius is coarse), EF -0.24 points.
+    assert row.EDV == pytest.approx(volume(24, 12), rel=0.01) and row.ESV == pytest.approx(volume(15, 7), rel=0.025)
+    assert row.EF == pytest.approx(100 * (1 - (15 * 7 * 7) / (24 * 12 * 12)), abs=0.5)
+    assert list(rows.Traced) == ["", "ED", "ES", ""] and list(rows.Area) == list(masks.sum(axis=(1, 2)))
+
+
+def test_normalisation_comes_from_the_checkpoint_unless_given():
+    from types import SimpleNamespace
+
+    from unilvseg.evaluation.predict import _make_settings
+
+    args = SimpleNamespace(stride=None, size=None, checkpoint="x.ckpt", batch_size=2, threshold=0.4, mean=None, std=None,
+                           mm_per_pixel=0.9, overlay=False, overlay_format="avi", amp="off")
+    hparams = {"frames": 16, "mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6], "size": [64, 48]}
+    settings = _make_settings(args, hparams)
+    assert (settings.mean, settings.std) == ([0.1, 0.2, 0.3], [0.4, 0.5, 0.6])
+    assert (settings.threshold, settings.mm_per_pixel, settings.size) == (0.4, 0.9, (64, 48))
+    args.mean, args.std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    settings = _make_settings(args, hparams)
+    assert (settings.mean, settings.std) == ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25])
+    from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
+
+    older = _make_settings(SimpleNamespace(**{**vars(args), "mean": None, "std": None}), {"frames": 16})
+    assert older.mean == pytest.approx(list(ECHONET_MEAN)) and older.std == pytest.approx(list(ECHONET_STD))

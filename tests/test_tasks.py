@@ -25,10 +25,12 @@ def tiny_cli(data: Path, run_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("frames,ratio", [(16, 0.6), (32, 0.6), (16, 0.25), (36, 0.5), (9, 0.75)])
-def test_exactly_round_ratio_frames_are_blanked(frames, ratio):
-    count = masked_frame_count(frames, ratio)
-    assert count == round(ratio * frames)
+# Hand-worked counts: 9.6 -> 10, 19.2 -> 19, 4, 18, 6.75 -> 7; ties round half to even as
+# Python's round() (the docstring's definition): 2.5 -> 2, 3.5 -> 4, 4.5 -> 4.
+@pytest.mark.parametrize("frames,ratio,count", [(16, 0.6, 10), (32, 0.6, 19), (16, 0.25, 4), (36, 0.5, 18), (9, 0.75, 7),
+                                                (5, 0.5, 2), (14, 0.25, 4), (18, 0.25, 4)])
+def test_exactly_round_ratio_frames_are_blanked(frames, ratio, count):
+    assert masked_frame_count(frames, ratio) == count
     hidden = choose_masked_frames(5, frames, count, torch.Generator().manual_seed(0))
     assert (hidden.sum(dim=1) == count).all()
     video = torch.randn(5, 3, 8, 8, frames)
@@ -50,7 +52,7 @@ def test_masking_task_blanks_the_ratio_for_3d_and_super_image(encoder, frames):
     loss, parts = task.compute_loss({"video": video})
     blanked = (seen["input"].abs().sum(dim=(1, 2, 3)) == 0).sum(dim=1)
     assert blanked.tolist() == [round(0.6 * frames)] * 2
-    assert torch.isfinite(loss) and parts["mse_masked"] >= 0
+    assert torch.isfinite(loss)
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2, 1.5, 0.01])
@@ -128,7 +130,6 @@ def test_ssl_weights_transfer_to_weak_and_head_is_skipped(tmp_path):
     total = len(weak.network.state_dict())
     assert len(report.loaded) + len(report.skipped) == total
     assert report.skipped and all(name.startswith("head") for name in report.skipped)
-    assert len(report.loaded) == total - len(report.skipped)
     for name in report.loaded:
         assert torch.equal(weak.network.state_dict()[name], ssl.network.state_dict()[name])
     assert all((weak.network.state_dict()[n] == 0).all() for n in report.skipped if "head" in n)
@@ -187,9 +188,12 @@ def test_train_ssl_then_weak_from_its_checkpoint(tiny_phantom, tmp_path):
     # No --data_dir: evaluate_bootstrap.py reads the data set predict.py recorded in run.json.
     assert evaluate_main(["--prediction_dir", str(predictions), "--output_dir", str(evaluation), "--samples", "50"]) == 0
     summary = json.loads((evaluation / "summary.json").read_text())
-    assert summary["n_videos"] == len(test_videos) and 0.0 <= summary["overall"]["dice"] <= 1.0
-    assert summary["overall"]["low"] <= summary["overall"]["dice"] <= summary["overall"]["high"]
     dice = pd.read_csv(evaluation / "test_dice.csv")
+    # The summary's Dice is the ratio of sums of the per-video counts the table lists.
+    counts = {c: dice[f"{c}ED"].sum() + dice[f"{c}ES"].sum() for c in ("Intersection", "PredArea", "TrueArea")}
+    pooled = 2 * counts["Intersection"] / (counts["PredArea"] + counts["TrueArea"])
+    assert summary["n_videos"] == len(test_videos) and summary["overall"]["dice"] == pytest.approx(pooled, rel=1e-9)
+    assert summary["overall"]["low"] <= summary["overall"]["dice"] <= summary["overall"]["high"]
     assert len(dice) == len(test_videos) and "test dice (overall): " in (evaluation / "log.csv").read_text()
 
 

@@ -114,12 +114,25 @@ def resampled_sums(
     return out
 
 
+def _require_defined(stats: np.ndarray) -> np.ndarray:
+    """Bootstrap statistics with no NaN. A NaN resample (e.g. Dice of resampled masks that are all
+    empty) is an error: dropping it silently would bias the interval towards the other resamples."""
+    stats = np.asarray(stats, dtype=np.float64)
+    undefined = int(np.isnan(stats).sum())
+    if undefined:
+        raise ValueError(
+            f"{undefined} of {stats.size} bootstrap statistics are undefined (NaN: every resampled mask empty "
+            "or a NaN input); the interval would silently leave them out"
+        )
+    return stats
+
+
 def percentile_interval(stats: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
     """Central percentile interval of bootstrap statistics ``(samples, ...)`` with coverage ``ci``."""
     if not 0.0 < ci < 1.0:
         raise ValueError(f"confidence level must be in (0, 1), got {ci}")
     tail = (1.0 - ci) / 2.0
-    low, high = np.nanquantile(np.asarray(stats, dtype=np.float64), [tail, 1.0 - tail], axis=0)
+    low, high = np.quantile(_require_defined(stats), [tail, 1.0 - tail], axis=0)
     return low, high
 
 
@@ -129,7 +142,7 @@ def reference_interval(stats: np.ndarray) -> tuple[float, float]:
     The published code indexes past the end when ``round(0.95*S) == S`` (e.g. S = 10); the index
     is clamped to the last element instead.
     """
-    ordered = np.sort(np.asarray(stats, dtype=np.float64).ravel())
+    ordered = np.sort(_require_defined(stats).ravel())
     last = ordered.size - 1
     low, high = (ordered[min(round(q * ordered.size), last)] for q in REFERENCE_QUANTILES)
     return float(low), float(high)

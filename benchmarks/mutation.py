@@ -1,0 +1,296 @@
+"""Mutation testing of the modules that decide results, with mutmut 3 (``pip install -e .[mutation]``).
+
+    nice -n 10 python -m benchmarks.mutation                      # every module, slowest last
+    nice -n 10 python -m benchmarks.mutation --modules metrics clips
+
+Each module is mutated in its own scratch copy of the working tree (``--work_dir``), never in
+the checkout, and only the test files that exercise it run (mutmut then narrows each mutant to
+the tests that reach the mutated function). Results: ``benchmarks/results/mutation.csv`` (one
+row per module) and ``mutation.md`` (scores, and every surviving mutant with its diff and its
+triage). A survivor listed in ``EQUIVALENT`` (mutant name -> why no test can tell it apart) is
+left out of the score's denominator; every other survivor counts against the module.
+
+Not run in CI: a module takes minutes (hundreds of mutants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from unilvseg.io import write_text
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    source: str  # module file, relative to the repository root
+    tests: tuple[str, ...]  # pytest arguments selecting the relevant tests
+    # Function header lines left unmutated in the scratch copy, and why (see scratch_copy).
+    unmutated: tuple[str, ...] = ()
+
+
+# Small modules first, so a partial run still reports whole modules. Slow end-to-end runs
+# (training CLIs, predict) are excluded: every mutant would retrain a network.
+TARGETS = (
+    Target("metrics", "unilvseg/evaluation/metrics.py", ("tests/test_evaluation.py",)),
+    Target("clips", "unilvseg/data/clips.py", ("tests/test_data.py",)),
+    Target("tracings", "unilvseg/data/tracings.py", ("tests/test_data.py",)),
+    Target("bootstrap", "unilvseg/evaluation/bootstrap.py", ("tests/test_evaluation.py",)),
+    # Lightning's save_hyperparameters() reads the arguments from the caller's frame, which
+    # mutmut's trampoline replaces: TemporalMaskingTask.__init__ is left unmutated.
+    Target("ssl", "unilvseg/tasks/ssl.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not test_train_ssl_then_weak and not test_seeded_cpu_runs"),
+           unmutated=("    def __init__(self, mask_ratio",)),
+    Target("weak", "unilvseg/tasks/weak.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not test_train_ssl_then_weak and not test_seeded_cpu_runs")),
+    Target("qc", "unilvseg/labelfree/qc.py", ("tests/test_labelfree.py", "-k", "qc or convex_hull")),
+    Target("volumes", "unilvseg/evaluation/volumes.py", ("tests/test_evaluation.py",)),
+)
+
+# Survivors that no test can distinguish from the original, with the reason (see mutation.md).
+_M = "unilvseg.evaluation.metrics."
+_C = "unilvseg.data.clips.xǁClipSamplerǁ"
+_FLOAT_PROMOTES = "the other operand is float64, so the expression is float64 whatever this dtype"
+_NAN_SPELLING = 'float("NAN") is the same NaN as float("nan")'
+_NO_DIVISION_BY_ZERO = "the inner np.where never divides by zero, so no warning exists to suppress"
+_MASKED = "this denominator is only used where the outer np.where discards it (total <= 0) or equals it (total == 1)"
+_ZERO_SHIFT = "at the boundary the shift is ceil(0) * period = 0 frames"
+_B = "unilvseg.evaluation.bootstrap."
+_W = "unilvseg.tasks.weak."
+_Q = "unilvseg.labelfree.qc."
+_T = "unilvseg.data.tracings."
+_S = "unilvseg.tasks.ssl."
+_V = "unilvseg.evaluation.volumes."
+_SAME_VALUES = "the same values: only the dtype differs (int64 for an all-integer column) and every consumer converts to float64"
+_PROGRESS_BAR = "prog_bar only chooses what the progress bar shows; the logged values and checkpoints are the same"
+_SAME_STREAM = ("the same indices: numpy draws the same stream for int32 and int64 bounds below 2**31, for "
+                "integers(h) and integers(0, h), and for one (2, n) draw as for two (1, n) draws (checked)")
+_DEFAULT_DTYPE = "np.asarray/np.empty/np.arange default to float64 or int64 here, or the result is cast to float64 next"
+_CHUNKS = "the chunk size only changes how the same stream of indices is cut (test_resampled_sums_equal_explicit_resamples)"
+_INTEGER_COUNTS = "pixel counts are integers: their sums are exact in int64 and every ratio is taken in float64"
+EQUIVALENT: dict[str, str] = {
+    **{_M + f"x_dice_from_counts__mutmut_{i}": "2.0 * intersection is float64 whatever the input dtype" for i in (4, 6)},
+    **{_M + f"x_dice_from_counts__mutmut_{i}": _FLOAT_PROMOTES for i in (10, 12, 14, 16)},
+    **{_M + f"x_dice_from_counts__mutmut_{i}": "only 0/0 can occur (intersection <= total): an 'invalid', never a 'divide' warning"
+       for i in (18, 20)},
+    **{_M + f"x_ef_agreement__mutmut_{i}": _FLOAT_PROMOTES for i in (3, 5, 8, 10)},
+    **{_M + f"x_ef_agreement__mutmut_{i}": _NAN_SPELLING for i in (35, 47, 55, 67)},
+    _M + "x_mean_absolute_change__mutmut_15": _NAN_SPELLING,
+    **{_M + f"x_pooled_dice__mutmut_{i}": "np.sum widens small integers to int64/uint64; then multiplied or added to float64"
+       for i in (7, 9, 17, 19, 25, 27)},
+    **{_M + f"x_pooled_dice__mutmut_{i}": _NO_DIVISION_BY_ZERO for i in (28, 29, 30, 31)},
+    **{_M + f"x_pooled_dice__mutmut_{i}": _MASKED for i in (54, 55, 56)},
+    **{_C + f"centred_clip__mutmut_{i}": _ZERO_SHIFT for i in (8, 17, 18)},
+    _C + "random_clip__mutmut_5": "rng.integers(h) and rng.integers(0, h) draw the same numbers from the same stream",
+    **{_B + f"x_resample_indices__mutmut_{i}": _SAME_STREAM for i in (14, 28, 31, 38, 39, 40, 41, 42, 43)},
+    **{_B + f"x_resampled_sums__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5, 19, 21, 46, 48, 62)},
+    **{_B + f"x_resampled_sums__mutmut_{i}": "both summation paths give the same sums (exactly for integer pixel counts; "
+       "test_resampled_sums_equal_explicit_resamples checks both)" for i in (10, 11, 14)},
+    _B + "x_resampled_sums__mutmut_31": _CHUNKS,
+    _B + "x_bootstrap_dice__mutmut_86": _CHUNKS,
+    _B + "x_bootstrap_dice__mutmut_185": _CHUNKS,
+    _B + "x_bootstrap_mean__mutmut_23": _CHUNKS,
+    **{_B + f"x__ratio__mutmut_{i}": _FLOAT_PROMOTES for i in (11, 13, 15, 17)},
+    **{_B + f"x__require_defined__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5)},
+    **{_B + f"x_bootstrap_dice__mutmut_{i}": _INTEGER_COUNTS for i in (9, 11, 15, 17, 19, 21)},
+    **{_B + f"x_bootstrap_mean__mutmut_{i}": _DEFAULT_DTYPE for i in (9, 11)},
+    _W + "xǁPooledDiceǁcompute__mutmut_5": "total is 0 or >= 2 whenever the intersection is non-zero; at total 1 both give 0",
+    _W + "xǁWeakSegmentationTaskǁ__init____mutmut_7": "ClipTask's default out_channels is 1",
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": _PROGRESS_BAR for i in (9, 12, 20, 21, 22)},
+    **{_W + f"xǁWeakSegmentationTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (50, 54, 58)},
+    **{_Q + f"x__shape_moments__mutmut_{i}": "astype(None) is astype(float64)" for i in (5, 6, 14)},
+    _Q + "x_quality_control__mutmut_83": "astype(None) is astype(float64)",
+    **{_Q + f"x_convex_hull_areas__mutmut_{i}": "OpenCV fills and finds points in float64 images too; the count of "
+       "non-zero pixels is the same" for i in (9, 11, 15)},
+    _Q + "x_convex_hull_areas__mutmut_27": "the hull is counted with count_nonzero: fill value 2 counts as 1",
+    **{_Q + f"x_quality_control__mutmut_{i}": "no division warning arises here (NaN operands, never x/0): checked "
+       "with numpy warnings as errors in test_qc_thresholds_are_exclusive_and_use_the_image_or_fan_area"
+       for i in (92, 93, 94, 95, 119, 120, 121, 122)},
+    _Q + "x_quality_control__mutmut_158": "a non-empty frame that is not one component has at least 2 pixels",
+    _Q + "x_running_median__mutmut_17": "None assigned into a float array is NaN",
+    _Q + "x_running_median__mutmut_33": "nanmedian only raises RuntimeWarnings here",
+    **{_T + f"x_polygon_from_rows__mutmut_{i}": _SAME_VALUES for i in (3, 5)},
+    **{_T + f"x_read_tracings__mutmut_{i}": _SAME_VALUES for i in (59, 75)},
+    **{_T + f"x_tracing_mask__mutmut_{i}": "skimage.draw.polygon takes the already rounded float coordinates the same way"
+       for i in (10, 12)},
+    **{_T + f"x_read_tracings__mutmut_{i}": "pandas itself skips a UTF-8 byte-order mark, and codec names ignore case"
+       for i in (11, 14, 17)},
+    _S + "x_blank_frames__mutmut_2": "a bool mask multiplies a float clip to the clip's dtype either way",
+    **{_S + f"x_choose_masked_frames__mutmut_{i}": "torch.rand's default device is the CPU" for i in (5, 9)},
+    _S + "x_choose_masked_frames__mutmut_31": "tensor.to(None) leaves the tensor where it is, as not calling it does",
+    **{_S + f"xǁTemporalMaskingTaskǁreconstruction_loss__mutmut_{i}": "the masks' device only matters on an accelerator; "
+       "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (9, 14)},
+    **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (17, 21, 25)},
+    **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": "Lightning infers the batch size from the batch's "
+       "first tensor, the clip, whose first dimension is the same number" for i in (11, 18, 22, 28, 31)},
+    **{_V + f"x__disk_volumes_px__mutmut_{i}": "astype(None) / np.zeros default to float64" for i in (7, 9, 18, 24, 26, 119, 121)},
+    _V + "x__disk_volumes_px__mutmut_22": "without minlength the bincount still covers every frame that has pixels, "
+    "the only ones indexed",
+    _V + "x__disk_volumes_px__mutmut_116": "the extra pass only meets slabs the footprint does not overlap (filtered by keep)",
+    _V + "x__disk_volumes_px__mutmut_141": "a zero overlap adds a zero weight",
+    _V + "x_ejection_fraction__mutmut_12": _NAN_SPELLING,
+    _V + "x_volumes_from_masks__mutmut_45": _NAN_SPELLING,
+    _V + "x__disk_volumes_px__mutmut_145": "negated slab counts give negated diameters, and the volume uses their squares",
+    **{_V + f"x_beats_from_volumes__mutmut_{i}": "volume curves are float64 already" for i in (5, 7)},
+    _V + "x_beats_from_volumes__mutmut_13": "an empty curve has no peaks whatever the span",
+    _V + "x_beats_from_volumes__mutmut_14": "a flat curve (span 0) has no peaks either way",
+    _T + "x_read_tracings__mutmut_47": "pandas' str.replace treats regex=None like the default here (checked: 'a.avi' -> 'a')",
+    _T + "x_read_tracings__mutmut_54": "the pattern is matched with case=False",
+    **{_T + f"x_read_tracings__mutmut_{i}": "the order of the returned dict is not used: load_index looks videos up by name"
+       for i in (105, 107, 108)},
+}
+
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",
+          36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}
+
+
+def scratch_copy(target: Target, work_dir: Path) -> Path:
+    """The working tree's tracked and untracked (not ignored) files, plus a [tool.mutmut] section."""
+    root = work_dir / target.name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name)
+    also_copy = sorted({f.split("/")[0] for f in filter(None, files)} - {"unilvseg"})
+    config = "\n".join([
+        "", "[tool.mutmut]",
+        'source_paths = ["unilvseg/"]',
+        f"only_mutate = {json.dumps([target.source])}",
+        f"pytest_add_cli_args_test_selection = {json.dumps(list(target.tests))}",
+        f"also_copy = {json.dumps(also_copy)}", "",
+    ])
+    with open(root / "pyproject.toml", "a") as handle:
+        handle.write(config)
+    if target.unmutated:
+        source = root / target.source
+        lines = source.read_text().splitlines(keepends=True)
+        for i, line in enumerate(lines):
+            if line.startswith(target.unmutated) and line.rstrip().endswith(":"):
+                lines[i] = line.rstrip() + "  # pragma: no mutate block\n"
+        source.write_text("".join(lines))
+    return root
+
+
+def run_target(target: Target, work_dir: Path, children: int) -> dict:
+    root = scratch_copy(target, work_dir)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the mutated copy must win
+    env.update(UNILVSEG_CACHE=str(root / ".cache"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    started = time.perf_counter()
+    log = root / "mutmut.log"
+    with open(log, "w") as handle:
+        code = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+                              cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - started
+    meta = root / "mutants" / (target.source + ".meta")
+    if code != 0 or not meta.is_file():
+        return {"module": target.source, "status": f"mutmut failed (exit {code}, see {log})", "seconds": round(seconds)}
+    results = json.loads(meta.read_text())["exit_code_by_key"]
+    counts: dict[str, int] = {}
+    survivors = []
+    for key, exit_code in sorted(results.items()):
+        status = STATUS.get(exit_code, "suspicious")
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("survived", "no tests", "suspicious", "skipped"):
+            diff = subprocess.run([sys.executable, "-m", "mutmut", "show", key], cwd=root, env=env,
+                                  capture_output=True, text=True).stdout
+            survivors.append({"name": key, "status": status, "diff": diff.strip()})
+    killed = counts.get("killed", 0) + counts.get("timeout", 0) + counts.get("segfault", 0)
+    equivalent = sum(1 for s in survivors if s["name"] in EQUIVALENT)
+    not_killed = len(survivors) - equivalent
+    scored = killed + not_killed
+    return {
+        "module": target.source, "status": "complete", "seconds": round(seconds), "mutants": len(results),
+        "killed": killed, "survived": counts.get("survived", 0), "no_tests": counts.get("no tests", 0),
+        "equivalent": equivalent, "score": round(100.0 * killed / scored, 1) if scored else float("nan"),
+        "survivors": survivors,
+    }
+
+
+def rescore(row: dict) -> dict:
+    """Equivalent count and score from the survivors and the current ``EQUIVALENT`` table."""
+    if row.get("status") != "complete":
+        return row
+    survivors = row.get("survivors", [])
+    equivalent = sum(1 for s in survivors if s["name"] in EQUIVALENT)
+    scored = row["killed"] + len(survivors) - equivalent
+    return {**row, "equivalent": equivalent, "score": round(100.0 * row["killed"] / scored, 1) if scored else float("nan")}
+
+
+def write_report(rows: list[dict]) -> None:
+    rows = [rescore(row) for row in rows]
+    columns = ["module", "status", "mutants", "killed", "survived", "no_tests", "equivalent", "score", "seconds"]
+    csv = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
+    write_text("\n".join(csv) + "\n", RESULTS / "mutation.csv")
+    lines = ["# Mutation testing (mutmut 3)", "",
+             "`nice -n 10 python -m benchmarks.mutation` (2-core shared CPU). Score = killed / (killed + survivors "
+             "that are not equivalent); timeouts count as killed, 'no tests' as survivors.", "",
+             "| module | status | mutants | killed | survived | no tests | equivalent | score % | seconds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    lines += ["", "Tests run per module (mutmut then runs, for each mutant, only the selected tests that reach "
+              "the mutated function):", ""]
+    for target in TARGETS:
+        note = ""
+        if target.unmutated:
+            headers = "`, `".join(t.strip() for t in target.unmutated)
+            note = (f"; left unmutated: `{headers}...` (Lightning's save_hyperparameters reads the caller's frame, "
+                    "which mutmut's trampoline replaces)")
+        lines.append(f"- `{target.source}`: `pytest {' '.join(target.tests)}`{note}")
+    for row in rows:
+        if not row.get("survivors"):
+            continue
+        lines += ["", f"## {row['module']}: surviving mutants", ""]
+        for survivor in row["survivors"]:
+            reason = EQUIVALENT.get(survivor["name"])
+            verdict = f"equivalent: {reason}" if reason else "NOT KILLED (no test distinguishes it yet)"
+            lines += [f"### `{survivor['name']}` ({survivor['status']}) {verdict}", "", "```diff",
+                      "\n".join(l for l in survivor["diff"].splitlines() if not l.startswith("#")), "```", ""]
+    write_text("\n".join(lines) + "\n", RESULTS / "mutation.md")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", nargs="*", default=[t.name for t in TARGETS],
+                        help=f"subset of: {' '.join(t.name for t in TARGETS)}")
+    parser.add_argument("--work_dir", type=Path, default=Path("/tmp/unilvseg-mutation"))
+    parser.add_argument("--max_children", type=int, default=2)
+    parser.add_argument("--report_only", action="store_true", help="rewrite the report from mutation.json (after triage)")
+    args = parser.parse_args(argv)
+    unknown = set(args.modules) - {t.name for t in TARGETS}
+    if unknown:
+        print(f"error: unknown --modules {' '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    previous = {}
+    if (RESULTS / "mutation.json").is_file():  # keep the modules not rerun this time
+        previous = {row["module"]: row for row in json.loads((RESULTS / "mutation.json").read_text())}
+    if args.report_only:
+        write_report([previous[t.source] for t in TARGETS if t.source in previous])
+        return 0
+    for target in TARGETS:
+        if target.name not in args.modules:
+            continue
+        print(f"mutating {target.source} ...", flush=True)
+        previous[target.source] = run_target(target, args.work_dir, args.max_children)
+        row = previous[target.source]
+        print({k: v for k, v in row.items() if k != "survivors"}, flush=True)
+        rows = [previous[t.source] for t in TARGETS if t.source in previous]
+        write_text(json.dumps(rows, indent=1) + "\n", RESULTS / "mutation.json")
+        write_report(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
