@@ -265,9 +265,10 @@ def test_volumes_from_masks_ed_es_and_scale_free_ef():
     assert result["ed_frame"] == 4 and result["es_frame"] == 13  # the empty frame is not ES
     assert result["rule"] == "extremes"
     np.testing.assert_array_equal(result["areas"], masks.sum(axis=(1, 2)))
-    # Every frame against its ellipsoid (4/3 pi a b^2), the empty frame 0: measured error <= 0.52 %.
+    # Every frame against its ellipsoid (4/3 pi a b^2), the empty frame 0: measured error <= 1.23 %
+    # (<= 0.52 % at the whole-pixel radii of the knots; in-between radii rasterise coarser).
     analytic = [4 / 3 * np.pi * ai * bi * bi * 1.4**3 / 1000 for ai, bi in zip(a, b)] + [0.0]
-    np.testing.assert_allclose(result["volumes"], analytic, rtol=0.01)
+    np.testing.assert_allclose(result["volumes"], analytic, rtol=0.015)
     assert (result["edv"], result["esv"]) == (result["volumes"][4], result["volumes"][13])
     analytic_ef = 100 * (1 - (15 * 7 * 7) / (24 * 12 * 12))
     assert result["ef"] == pytest.approx(analytic_ef, abs=0.1)  # measured error 0.033 EF points
@@ -624,7 +625,7 @@ def test_beat_selection_over_five_beats_reports_the_median_ef_beat():
     found = beats_from_volumes(volumes)
     assert [ed for ed, _ in found] == [10 + period * k for k in range(beats)]
     assert all(abs(es - (ed + 20)) <= 1 for ed, es in found)
-    result = volumes_from_masks(masks)
+    result = volumes_from_masks(masks, rule="volume_peaks")  # the rule that reports the median-EF beat
     assert result["beats"] == beats
     assert (result["ed_frame"], abs(result["es_frame"] - 150) <= 1) == (130, True)
 
@@ -660,7 +661,7 @@ def test_volume_edge_cases_exact_cylinder_and_empty_inputs():
     assert np.isnan(ejection_fraction(0.0, 0.0))
     assert beats_from_volumes([]) == []
     empty = volumes_from_masks(np.zeros((2, 4, 4), np.uint8))
-    assert {k: v for k, v in empty.items() if k not in ("ef", "areas", "volumes")} == {
+    assert {k: empty[k] for k in ("edv", "esv", "ed_frame", "es_frame", "beats")} == {
         "edv": 0.0, "esv": 0.0, "ed_frame": -1, "es_frame": -1, "beats": 0}
     assert np.isnan(empty["ef"]) and empty["areas"].tolist() == [0, 0] and empty["volumes"].tolist() == [0.0, 0.0]
     # Without beats: ED = largest area (frame 0 included), ES = smallest non-empty (a 1-pixel frame counts).

@@ -519,24 +519,30 @@ def test_threshold_decides_which_probabilities_are_lv():
 
 @pytest.mark.parametrize("mm_per_pixel", [1.4, 0.7, 2.0])
 def test_volume_rows_against_ellipsoids_at_each_pixel_spacing(mm_per_pixel):
-    """volumes.csv rows from masks of known shape: ED = the 24x12 ellipse (frame 1), ES = the
-    15x7 one (frame 2), volumes 4/3 pi a b^2 mm_per_pixel^3."""
+    """volumes.csv rows from masks of known shape: ED = the 24x12 ellipse (frame 4), ES = the
+    15x7 one (frame 13), volumes 4/3 pi a b^2 mm_per_pixel^3. Radii change smoothly between
+    knots (a heart at 50 fps; a jump from frame to frame would read as a missed-gain glitch)."""
     from types import SimpleNamespace
 
     from unilvseg.evaluation.predict import video_rows
 
-    radii = [(20, 10), (24, 12), (15, 7), (18, 9)]
+    knots = [(0, 20, 10), (4, 24, 12), (13, 15, 7), (18, 18, 9)]
+    frames = np.arange(19)
+    radii = list(zip(np.interp(frames, [k[0] for k in knots], [k[1] for k in knots]),
+                     np.interp(frames, [k[0] for k in knots], [k[2] for k in knots])))
     yy, xx = np.mgrid[:112, :112]
     masks = np.stack([(((xx - 56.3) / b) ** 2 + ((yy - 55.7) / a) ** 2 <= 1) for a, b in radii]).astype(np.uint8)
-    record = SimpleNamespace(file_name="V", traced_frames={"ED": 1, "ES": 2})
-    rows = video_rows(record, masks, mm_per_pixel)
+    record = SimpleNamespace(file_name="V", traced_frames={"ED": 4, "ES": 13})
+    rows = video_rows(record, masks, mm_per_pixel, ed_es_rule="extremes", fps=50.0)
     row = rows.iloc[0]
     volume = lambda a, b: 4 / 3 * np.pi * a * b * b * mm_per_pixel**3 / 1000  # noqa: E731
-    assert (int(row.EDFrame), int(row.ESFrame)) == (1, 2)
+    assert (int(row.EDFrame), int(row.ESFrame)) == (4, 13)
     # Measured: EDV +0.36 %, ESV +1.5 % (a 7-pixel radius is coarse), EF -0.24 points.
     assert row.EDV == pytest.approx(volume(24, 12), rel=0.01) and row.ESV == pytest.approx(volume(15, 7), rel=0.025)
     assert row.EF == pytest.approx(100 * (1 - (15 * 7 * 7) / (24 * 12 * 12)), abs=0.5)
-    assert list(rows.Traced) == ["", "ED", "ES", ""] and list(rows.Area) == list(masks.sum(axis=(1, 2)))
+    traced = [""] * 19
+    traced[4], traced[13] = "ED", "ES"
+    assert list(rows.Traced) == traced and list(rows.Area) == list(masks.sum(axis=(1, 2)))
 
 
 def test_normalisation_comes_from_the_checkpoint_unless_given():

@@ -44,7 +44,7 @@ def ef_agreement_intervals(
     convention: str = VIDEO,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> dict:
-    """``{"n", "mae", "mae_low", "mae_high", "bias", "bias_low", "bias_high", "r", "r_low",
+    """``{"n", "mae", "mae_low", "mae_high", "bias", "bias_low", "bias_high", "r", "r_low", "r_undefined_resamples",
     "r_high", "r2", "rmse", "sd", "loa_low", "loa_high"}`` for paired EFs in percent.
 
     ``sd`` is the sample SD of the differences and ``loa_*`` the Bland-Altman limits
@@ -71,13 +71,16 @@ def ef_agreement_intervals(
         stats[start : start + rows, 1] = drawn_error.mean(axis=1)
         stats[start : start + rows, 2] = _row_pearson(np.take(predicted, indices), np.take(reference, indices)) if n >= 3 else np.nan
         start += rows
+    # A resample whose EFs do not vary has no correlation. Such resamples are not dropped (that
+    # would bias the interval); with any of them r gets no interval, and the count is reported.
+    r_undefined = int(np.isnan(stats[:, 2]).sum())
+    columns = 3 if r_undefined == 0 else 2
     if convention == REFERENCE:
-        bounds = [reference_interval(stats[:, j]) if np.isfinite(stats[:, j]).any() else (np.nan, np.nan) for j in range(3)]
+        bounds = [reference_interval(stats[:, j]) for j in range(columns)]
     else:
-        with np.errstate(invalid="ignore"):
-            low, high = percentile_interval(stats, ci) if n >= 3 else percentile_interval(stats[:, :2], ci)
-        low, high = np.append(low, np.nan)[:3], np.append(high, np.nan)[:3]
+        low, high = percentile_interval(stats[:, :columns], ci)
         bounds = list(zip(low, high))
+    bounds += [(np.nan, np.nan)] * (3 - columns)
     (mae_low, mae_high), (bias_low, bias_high), (r_low, r_high) = ((float(a), float(b)) for a, b in bounds)
     return {
         "n": int(n),
@@ -90,6 +93,7 @@ def ef_agreement_intervals(
         "r": r,
         "r_low": r_low,
         "r_high": r_high,
+        "r_undefined_resamples": r_undefined,
         "r2": basic["r2"],
         "rmse": basic["rmse"],
         "sd": sd,
