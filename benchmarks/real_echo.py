@@ -99,7 +99,11 @@ class Budget:
     pseudo_epochs: int = 12  # scheme d, one clip per TRAIN video per epoch
     phantom_epochs: int = 30  # scheme e, 40-video phantom
     limit_batches: int | None = None  # smoke only: batches per epoch
-    predict_stride: int | None = None  # None: predict.py's default (frames // 2)
+    # Windows of one clip length without overlap (None: predict.py's default, frames // 2). The
+    # EF sweep predicts all 232 videos for each of 6 schemes; with overlapping windows that took
+    # ~14 min a scheme on the 2 cores (first default run), twice the forward passes for a small
+    # smoothing of window seams. Clamped to --frames.
+    predict_stride: int | None = 16
     predict_batch: int = 8  # windows per forward pass: 8 measured ~2x faster per window than 1 for 3d_unet_tiny at 64x64 on CPU
     samples: int = 10_000
 
@@ -155,7 +159,10 @@ def budget_from_args(args) -> Budget:
     changes = {name: getattr(args, name) for name in ("encoder", "width", "frames", "batch_size", "samples") if getattr(args, name) is not None}
     if args.size is not None:
         changes["size"] = tuple(args.size)
-    return replace(budget, **changes)
+    budget = replace(budget, **changes)
+    if budget.predict_stride is not None and budget.predict_stride > budget.frames:
+        budget = replace(budget, predict_stride=budget.frames)
+    return budget
 
 
 # -- data ---------------------------------------------------------------------------------------
