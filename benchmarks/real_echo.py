@@ -606,7 +606,7 @@ def _settings_text(budget: Budget) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from unilvseg.cli.train import setup_logging
+    from unilvseg.cli.common import setup_logging
 
     setup_logging()
     args = build_parser().parse_args(argv)
