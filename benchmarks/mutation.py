@@ -42,18 +42,25 @@ class Target:
 
 # Small modules first, so a partial run still reports whole modules. Slow end-to-end runs
 # (training CLIs, predict) are excluded: every mutant would retrain a network.
+# test_simlvseg.py checks --ssl_blank, --random_reverse and --pretrained_type; its training and CLI runs
+# are left out (minutes per mutant), as is test_ddp.py (spawns processes).
+_TASK_TESTS = ("tests/test_tasks.py", "tests/test_task_values.py", "tests/test_simlvseg.py", "-k",
+               "not test_train_ssl_then_weak and not test_seeded_cpu_runs and not test_preset and not test_augment_flag "
+               "and not test_predict_reads and not test_train_ssl_checkpoint and not test_pct_train and not test_weak_flags")
 TARGETS = (
     Target("metrics", "unilvseg/evaluation/metrics.py", ("tests/test_evaluation.py",)),
     Target("clips", "unilvseg/data/clips.py", ("tests/test_data.py",)),
     Target("tracings", "unilvseg/data/tracings.py", ("tests/test_data.py",)),
-    Target("bootstrap", "unilvseg/evaluation/bootstrap.py", ("tests/test_evaluation.py",)),
+    Target("bootstrap", "unilvseg/evaluation/bootstrap.py",
+           ("tests/test_evaluation.py", "tests/test_compare.py", "tests/test_ef_agreement.py")),
     # Lightning's save_hyperparameters() reads the arguments from the caller's frame, which
     # mutmut's trampoline replaces: TemporalMaskingTask.__init__ is left unmutated.
-    Target("ssl", "unilvseg/tasks/ssl.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not test_train_ssl_then_weak and not test_seeded_cpu_runs"),
+    Target("ssl", "unilvseg/tasks/ssl.py", _TASK_TESTS,
            unmutated=("    def __init__(self, mask_ratio",)),
-    Target("weak", "unilvseg/tasks/weak.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not test_train_ssl_then_weak and not test_seeded_cpu_runs")),
+    Target("weak", "unilvseg/tasks/weak.py", _TASK_TESTS),
     Target("qc", "unilvseg/labelfree/qc.py", ("tests/test_labelfree.py", "-k", "qc or convex_hull")),
-    Target("volumes", "unilvseg/evaluation/volumes.py", ("tests/test_evaluation.py",)),
+    Target("volumes", "unilvseg/evaluation/volumes.py",
+           ("tests/test_evaluation.py", "tests/test_ed_es_rules.py", "tests/test_ef_agreement.py")),
 )
 
 # Survivors that no test can distinguish from the original, with the reason (see mutation.md).
