@@ -19,6 +19,7 @@ from unilvseg.evaluation.volumes import (
     heart_period,
     method_of_disks,
     volume_fields,
+    volumes_by_rule,
     volumes_from_masks,
 )
 
@@ -204,3 +205,37 @@ def test_a_dip_in_diastasis_is_not_a_beat():
     assert beats["ef"] == pytest.approx(true_ef, abs=0.5)
     old = ed_es_volumes(wobbly, volumes, "volume_peaks", fps)
     assert len(old["beat_frames"]) == 2 * len(expected) and old["ef"] < true_ef - 30
+
+
+def test_volume_fields_writes_each_column_by_hand():
+    result = {"edv": 80.5, "esv": 30.25, "ef": 62.4, "ed_frame": 12, "es_frame": 27, "ef_sd": 1.5, "beats": 2,
+              "rule": "beats", "beat_efs": [61.234, 63.5], "beat_frames": [(12, 27), (52, 67)]}
+    assert volume_fields(result) == {
+        "EDV": 80.5, "ESV": 30.25, "EF": 62.4, "EDFrame": 12, "ESFrame": 27, "EFSD": 1.5, "Beats": 2,
+        "EFRule": "beats", "BeatEFs": "61.23 63.50", "BeatFrames": "12-27 52-67",
+    }
+    # A single (ED, ES) pair from the extremes rule is not a beat list: the beat columns stay empty.
+    single = {**result, "beats": 0, "rule": "extremes", "beat_efs": [62.4], "beat_frames": [(12, 27)]}
+    row = volume_fields(single)
+    assert (row["Beats"], row["BeatEFs"], row["BeatFrames"]) == (0, "", "")
+
+
+def test_volumes_by_rule_equals_volumes_from_masks_with_the_same_settings():
+    fps, ed_times = 30.0, [0.1, 0.9, 1.7, 2.5, 3.3]
+    areas, _ = area_curve(ed_times, int(3.4 * fps), fps=fps)
+    short_radius = 16.0 * np.sqrt(areas / areas.max())
+    masks = _lv_masks(38.0 * np.ones_like(short_radius), short_radius)
+    by_rule = volumes_by_rule(masks, mm_per_pixel=0.7, disks=12, fps=fps)
+    assert set(by_rule) == set(ED_ES_RULES)
+    for rule, result in by_rule.items():
+        alone = volumes_from_masks(masks, mm_per_pixel=0.7, disks=12, rule=rule, fps=fps)
+        for key in ("edv", "esv", "ef", "ed_frame", "es_frame", "beat_frames", "rule", "heart_rate_bpm"):
+            assert result[key] == pytest.approx(alone[key], nan_ok=True), (rule, key)
+        assert result["areas"].dtype == np.int64 and np.array_equal(result["areas"], np.count_nonzero(masks, axis=(1, 2)))
+        np.testing.assert_allclose(result["volumes"], [method_of_disks(m, 0.7, 12) for m in masks])
+    # 75 bpm at 30 fps: a beat every 24 frames.
+    assert by_rule["beats"]["heart_rate_bpm"] == pytest.approx(75, abs=2)
+    with pytest.raises(ValueError, match=r"volumes_by_rule expects masks of shape \(T, H, W\), got \(112, 112\)"):
+        volumes_by_rule(masks[0])
+    with pytest.raises(ValueError, match=r"volumes_from_masks expects masks of shape \(T, H, W\), got \(112, 112\)"):
+        volumes_from_masks(masks[0])
