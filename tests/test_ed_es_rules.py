@@ -239,3 +239,20 @@ def test_volumes_by_rule_equals_volumes_from_masks_with_the_same_settings():
         volumes_by_rule(masks[0])
     with pytest.raises(ValueError, match=r"volumes_from_masks expects masks of shape \(T, H, W\), got \(112, 112\)"):
         volumes_from_masks(masks[0])
+
+
+def test_volume_peaks_beats_on_hand_built_curves():
+    from unilvseg.evaluation.volumes import beats_from_volumes
+
+    # Peaks (ED) at 5, 45, 85; a prominent peak at 57 lies within 15 frames of the
+    # higher one at 45 and is dropped; an empty frame (0) right after the first ES is never ES;
+    # the last beat's trough (30) is lower than the others and its volume rises again after it.
+    points = [(0, 90), (5, 100), (15, 40), (16, 0), (17, 44), (45, 100), (55, 40), (57, 95), (63, 40),
+              (85, 100), (95, 30), (99, 80)]
+    curve = np.interp(np.arange(100), *zip(*points))
+    assert beats_from_volumes(curve) == [(5, 15), (45, 55), (85, 95)]
+    # With a spacing of 2 frames: a bump of 2 (< 10 % of the 60 range) in the first systole is no
+    # peak, and a peak 3 frames before the end whose volume rises by 10 after its ES is a beat.
+    points = [(0, 90), (5, 100), (9, 76), (10, 78), (11, 64), (15, 40), (25, 100), (35, 40), (37, 100), (38, 40), (39, 50)]
+    curve = np.interp(np.arange(40), *zip(*points))
+    assert beats_from_volumes(curve, min_beat_frames=2) == [(5, 15), (25, 35), (37, 38)]
