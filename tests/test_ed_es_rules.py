@@ -256,3 +256,17 @@ def test_volume_peaks_beats_on_hand_built_curves():
     points = [(0, 90), (5, 100), (9, 76), (10, 78), (11, 64), (15, 40), (25, 100), (35, 40), (37, 100), (38, 40), (39, 50)]
     curve = np.interp(np.arange(40), *zip(*points))
     assert beats_from_volumes(curve, min_beat_frames=2) == [(5, 15), (25, 35), (37, 38)]
+
+
+def test_heart_period_lag_range_and_flat_curve_limits():
+    sine = lambda period, n, mean=1000.0, amplitude=300.0: mean + amplitude * np.sin(2 * np.pi * np.arange(n) / period)  # noqa: E731
+    # At 50 fps lags of 15-100 frames (200-30 bpm) are searched.
+    assert heart_period(sine(16, 200), 50) == pytest.approx(16, abs=0.3)  # 187.5 bpm, next to the fastest lag
+    assert heart_period(sine(40, 200), 50) == pytest.approx(40, abs=0.3)
+    assert np.isnan(heart_period(sine(101, 400), 50))  # 29.7 bpm: slower than 30 bpm
+    assert heart_period(sine(10, 200), 50) >= 15  # 300 bpm is no heart rate: at best a multiple
+    # Two periods must fit: 31 frames hold only 2 periods of 15.5, lags up to 31 // 2 = 15 = the lowest.
+    assert np.isnan(heart_period(sine(15, 31), 50))
+    # Variations of a millionth of the mean are numerical noise; relative to the mean, not absolute.
+    assert np.isnan(heart_period(sine(40, 200, mean=1000.0, amplitude=1e-4), 50))
+    assert heart_period(sine(40, 200, mean=1e-3, amplitude=1e-8), 50) == pytest.approx(40, abs=0.3)
