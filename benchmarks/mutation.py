@@ -114,10 +114,13 @@ EQUIVALENT: dict[str, str] = {
     **{_B + f"x_paired_bootstrap_dice__mutmut_{i}": "the sums have 2*offset columns, so the negative index c - offset "
        "wraps round to the same column as c + offset" for i in (55, 58)},
     **{_B + f"x_bootstrap_mean__mutmut_{i}": _DEFAULT_DTYPE for i in (9, 11)},
-    _W + "xǁPooledDiceǁcompute__mutmut_5": "total is 0 or >= 2 whenever the intersection is non-zero; at total 1 both give 0",
-    _W + "xǁWeakSegmentationTaskǁ__init____mutmut_7": "ClipTask's default out_channels is 1",
-    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": _PROGRESS_BAR for i in (9, 12, 20, 21, 22)},
-    **{_W + f"xǁWeakSegmentationTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (50, 54, 58)},
+    _W + "xǁPooledDiceǁcompute__mutmut_6": _NAN_SPELLING,
+    _W + "xǁWeakSegmentationTaskǁ__init____mutmut_9": "ClipTask's default out_channels is 1",
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": _PROGRESS_BAR for i in (32, 36, 38, 39, 40)},
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": "torch.nan_to_num's default nan is 0.0"
+       for i in (23, 25)},
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": "self.log's sync_dist defaults to False and "
+       "None is false" for i in (33, 37)},
     **{_Q + f"x__shape_moments__mutmut_{i}": "astype(None) is astype(float64)" for i in (5, 6, 14)},
     _Q + "x_quality_control__mutmut_83": "astype(None) is astype(float64)",
     **{_Q + f"x_convex_hull_areas__mutmut_{i}": "OpenCV fills and finds points in float64 images too; the count of "
@@ -135,11 +138,13 @@ EQUIVALENT: dict[str, str] = {
        for i in (10, 12)},
     **{_T + f"x_read_tracings__mutmut_{i}": "pandas itself skips a UTF-8 byte-order mark, and codec names ignore case"
        for i in (11, 14, 17)},
-    _S + "x_blank_frames__mutmut_2": "a bool mask multiplies a float clip to the clip's dtype either way",
     **{_S + f"x_choose_masked_frames__mutmut_{i}": "torch.rand's default device is the CPU" for i in (5, 9)},
     _S + "x_choose_masked_frames__mutmut_31": "tensor.to(None) leaves the tensor where it is, as not calling it does",
     **{_S + f"xǁTemporalMaskingTaskǁreconstruction_loss__mutmut_{i}": "the masks' device only matters on an accelerator; "
-       "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (9, 14)},
+       "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (15, 20)},
+    _S + "x_reverse_clips__mutmut_15": "the flags' device only matters on an accelerator; equivalent on this CPU-only machine",
+    _S + "x_blank_frames__mutmut_12": "the fill is float32 on the CPU, as the clips are here: .to(video) changes nothing "
+    "on this CPU-only machine",
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (17, 21, 25)},
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": "Lightning infers the batch size from the batch's "
        "first tensor, the clip, whose first dimension is the same number" for i in (11, 18, 22, 28, 31)},
