@@ -270,3 +270,9 @@ def test_heart_period_lag_range_and_flat_curve_limits():
     # Variations of a millionth of the mean are numerical noise; relative to the mean, not absolute.
     assert np.isnan(heart_period(sine(40, 200, mean=1000.0, amplitude=1e-4), 50))
     assert heart_period(sine(40, 200, mean=1e-3, amplitude=1e-8), 50) == pytest.approx(40, abs=0.3)
+
+
+@pytest.mark.parametrize("period", [40.3, 40.5, 39.75])
+def test_heart_period_is_interpolated_between_lags(period):
+    curve = 1000.0 + 300.0 * np.sin(2 * np.pi * np.arange(400) / period)
+    assert heart_period(curve, 50) == pytest.approx(period, abs=0.1)
