@@ -154,7 +154,19 @@ EQUIVALENT: dict[str, str] = {
     _V + "x__disk_volumes_px__mutmut_116": "the extra pass only meets slabs the footprint does not overlap (filtered by keep)",
     _V + "x__disk_volumes_px__mutmut_141": "a zero overlap adds a zero weight",
     _V + "x_ejection_fraction__mutmut_12": _NAN_SPELLING,
-    _V + "x_volumes_from_masks__mutmut_45": _NAN_SPELLING,
+    **{_V + f"x_heart_period__mutmut_{i}": _NAN_SPELLING for i in (33, 66, 169)},
+    **{_V + f"x_find_beats__mutmut_{i}": _NAN_SPELLING for i in (31, 34)},
+    **{_V + f"x_heart_period__mutmut_{i}": "polyfit/polyval return float64, so the detrended curve is float64 whatever "
+       "the input dtype" for i in (3, 5, 36, 38)},
+    **{_V + f"x_heart_period__mutmut_{i}": "element 0 of the cumulative sums is never read (lags >= 1 and n - lag >= 2)"
+       for i in (69, 73)},
+    _V + "x_heart_period__mutmut_90": "lags below low - 1 are never peaks (lags[inner] >= low) nor a peak's neighbour",
+    _V + "x_beats_from_volumes__mutmut_34": "a peak 2 frames from the end leaves one lower frame after it: its ES is the "
+    "last frame, with no rise after it, so the beat is dropped as incomplete either way",
+    _V + "x_beats_from_volumes__mutmut_37": "with min_beat_frames >= 3 (every caller: 15) only the last peak can be "
+    "skipped, so break and continue end the loop alike",
+    _V + "x_beats_from_volumes__mutmut_54": "for a beat before the last peak that peak's prominence already guarantees "
+    "the rise after ES",
     _V + "x__disk_volumes_px__mutmut_145": "negated slab counts give negated diameters, and the volume uses their squares",
     **{_V + f"x_beats_from_volumes__mutmut_{i}": "volume curves are float64 already" for i in (5, 7)},
     _V + "x_beats_from_volumes__mutmut_13": "an empty curve has no peaks whatever the span",
