@@ -276,3 +276,15 @@ def test_heart_period_lag_range_and_flat_curve_limits():
 def test_heart_period_is_interpolated_between_lags(period):
     curve = 1000.0 + 300.0 * np.sin(2 * np.pi * np.arange(400) / period)
     assert heart_period(curve, 50) == pytest.approx(period, abs=0.1)
+
+
+def test_find_beats_without_enough_frames_or_a_usable_fps():
+    short = find_beats(np.array([1000.0, 1100.0]), fps=50)
+    assert (short.beats, short.reason) == ([], "fewer than 3 usable frames")
+    assert np.isnan(short.period) and np.isnan(short.sigma) and np.array_equal(short.glitches, [False, False])
+    three = find_beats(np.array([1000.0, 1000.0, 1000.0]), fps=50)  # 3 frames are enough to look, too few for a period
+    assert (three.beats, three.reason) == ([], "no regular heart period")
+    # A missing or meaningless FPS means EchoNet's 50 fps.
+    areas, expected = area_curve([0.2, 1.0, 1.8, 2.6, 3.4], 200)
+    for fps in (None, 0, float("nan"), -30.0):
+        assert find_beats(areas, fps=fps).beats == find_beats(areas, fps=50).beats
