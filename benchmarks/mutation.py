@@ -42,18 +42,25 @@ class Target:
 
 # Small modules first, so a partial run still reports whole modules. Slow end-to-end runs
 # (training CLIs, predict) are excluded: every mutant would retrain a network.
+# test_simlvseg.py checks --ssl_blank, --random_reverse and --pretrained_type; its training and CLI runs
+# are left out (minutes per mutant), as is test_ddp.py (spawns processes).
+_TASK_TESTS = ("tests/test_tasks.py", "tests/test_task_values.py", "tests/test_simlvseg.py", "-k",
+               "not test_train_ssl_then_weak and not test_seeded_cpu_runs and not test_preset and not test_augment_flag "
+               "and not test_predict_reads and not test_train_ssl_checkpoint and not test_pct_train and not test_weak_flags")
 TARGETS = (
     Target("metrics", "unilvseg/evaluation/metrics.py", ("tests/test_evaluation.py",)),
     Target("clips", "unilvseg/data/clips.py", ("tests/test_data.py",)),
     Target("tracings", "unilvseg/data/tracings.py", ("tests/test_data.py",)),
-    Target("bootstrap", "unilvseg/evaluation/bootstrap.py", ("tests/test_evaluation.py",)),
+    Target("bootstrap", "unilvseg/evaluation/bootstrap.py",
+           ("tests/test_evaluation.py", "tests/test_compare.py", "tests/test_ef_agreement.py")),
     # Lightning's save_hyperparameters() reads the arguments from the caller's frame, which
     # mutmut's trampoline replaces: TemporalMaskingTask.__init__ is left unmutated.
-    Target("ssl", "unilvseg/tasks/ssl.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not test_train_ssl_then_weak and not test_seeded_cpu_runs"),
-           unmutated=("    def __init__(self, mask_ratio",)),
-    Target("weak", "unilvseg/tasks/weak.py", ("tests/test_tasks.py", "tests/test_task_values.py", "-k", "not test_train_ssl_then_weak and not test_seeded_cpu_runs")),
+    Target("ssl", "unilvseg/tasks/ssl.py", _TASK_TESTS,
+           unmutated=("    def __init__(",)),
+    Target("weak", "unilvseg/tasks/weak.py", _TASK_TESTS),
     Target("qc", "unilvseg/labelfree/qc.py", ("tests/test_labelfree.py", "-k", "qc or convex_hull")),
-    Target("volumes", "unilvseg/evaluation/volumes.py", ("tests/test_evaluation.py",)),
+    Target("volumes", "unilvseg/evaluation/volumes.py",
+           ("tests/test_evaluation.py", "tests/test_ed_es_rules.py", "tests/test_ef_agreement.py")),
 )
 
 # Survivors that no test can distinguish from the original, with the reason (see mutation.md).
@@ -92,21 +99,28 @@ EQUIVALENT: dict[str, str] = {
     **{_C + f"centred_clip__mutmut_{i}": _ZERO_SHIFT for i in (8, 17, 18)},
     _C + "random_clip__mutmut_5": "rng.integers(h) and rng.integers(0, h) draw the same numbers from the same stream",
     **{_B + f"x_resample_indices__mutmut_{i}": _SAME_STREAM for i in (14, 28, 31, 38, 39, 40, 41, 42, 43)},
-    **{_B + f"x_resampled_sums__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5, 19, 21, 46, 48, 62)},
+    **{_B + f"x_resampled_sums__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5, 36, 38, 73, 75, 89)},
     **{_B + f"x_resampled_sums__mutmut_{i}": "both summation paths give the same sums (exactly for integer pixel counts; "
        "test_resampled_sums_equal_explicit_resamples checks both)" for i in (10, 11, 14)},
-    _B + "x_resampled_sums__mutmut_31": _CHUNKS,
+    _B + "x_resampled_sums__mutmut_48": _CHUNKS,
     _B + "x_bootstrap_dice__mutmut_86": _CHUNKS,
     _B + "x_bootstrap_dice__mutmut_185": _CHUNKS,
     _B + "x_bootstrap_mean__mutmut_23": _CHUNKS,
+    **{_B + f"x_paired_bootstrap_dice__mutmut_{i}": _CHUNKS for i in (144, 242)},
     **{_B + f"x__ratio__mutmut_{i}": _FLOAT_PROMOTES for i in (11, 13, 15, 17)},
     **{_B + f"x__require_defined__mutmut_{i}": _DEFAULT_DTYPE for i in (3, 5)},
     **{_B + f"x_bootstrap_dice__mutmut_{i}": _INTEGER_COUNTS for i in (9, 11, 15, 17, 19, 21)},
+    **{_B + f"x_paired_bootstrap_dice__mutmut_{i}": _INTEGER_COUNTS for i in (12, 14, 18, 20, 22, 24)},
+    **{_B + f"x_paired_bootstrap_dice__mutmut_{i}": "the sums have 2*offset columns, so the negative index c - offset "
+       "wraps round to the same column as c + offset" for i in (55, 58)},
     **{_B + f"x_bootstrap_mean__mutmut_{i}": _DEFAULT_DTYPE for i in (9, 11)},
-    _W + "xǁPooledDiceǁcompute__mutmut_5": "total is 0 or >= 2 whenever the intersection is non-zero; at total 1 both give 0",
-    _W + "xǁWeakSegmentationTaskǁ__init____mutmut_7": "ClipTask's default out_channels is 1",
-    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": _PROGRESS_BAR for i in (9, 12, 20, 21, 22)},
-    **{_W + f"xǁWeakSegmentationTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (50, 54, 58)},
+    _W + "xǁPooledDiceǁcompute__mutmut_6": _NAN_SPELLING,
+    _W + "xǁWeakSegmentationTaskǁ__init____mutmut_9": "ClipTask's default out_channels is 1",
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": _PROGRESS_BAR for i in (32, 36, 38, 39, 40)},
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": "torch.nan_to_num's default nan is 0.0"
+       for i in (23, 25)},
+    **{_W + f"xǁWeakSegmentationTaskǁon_validation_epoch_end__mutmut_{i}": "self.log's sync_dist defaults to False and "
+       "None is false" for i in (33, 37)},
     **{_Q + f"x__shape_moments__mutmut_{i}": "astype(None) is astype(float64)" for i in (5, 6, 14)},
     _Q + "x_quality_control__mutmut_83": "astype(None) is astype(float64)",
     **{_Q + f"x_convex_hull_areas__mutmut_{i}": "OpenCV fills and finds points in float64 images too; the count of "
@@ -124,11 +138,13 @@ EQUIVALENT: dict[str, str] = {
        for i in (10, 12)},
     **{_T + f"x_read_tracings__mutmut_{i}": "pandas itself skips a UTF-8 byte-order mark, and codec names ignore case"
        for i in (11, 14, 17)},
-    _S + "x_blank_frames__mutmut_2": "a bool mask multiplies a float clip to the clip's dtype either way",
     **{_S + f"x_choose_masked_frames__mutmut_{i}": "torch.rand's default device is the CPU" for i in (5, 9)},
     _S + "x_choose_masked_frames__mutmut_31": "tensor.to(None) leaves the tensor where it is, as not calling it does",
     **{_S + f"xǁTemporalMaskingTaskǁreconstruction_loss__mutmut_{i}": "the masks' device only matters on an accelerator; "
-       "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (9, 14)},
+       "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (15, 20)},
+    _S + "x_reverse_clips__mutmut_15": "the flags' device only matters on an accelerator; equivalent on this CPU-only machine",
+    _S + "x_blank_frames__mutmut_12": "the fill is float32 on the CPU, as the clips are here: .to(video) changes nothing "
+    "on this CPU-only machine",
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (17, 21, 25)},
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": "Lightning infers the batch size from the batch's "
        "first tensor, the clip, whose first dimension is the same number" for i in (11, 18, 22, 28, 31)},
@@ -138,7 +154,19 @@ EQUIVALENT: dict[str, str] = {
     _V + "x__disk_volumes_px__mutmut_116": "the extra pass only meets slabs the footprint does not overlap (filtered by keep)",
     _V + "x__disk_volumes_px__mutmut_141": "a zero overlap adds a zero weight",
     _V + "x_ejection_fraction__mutmut_12": _NAN_SPELLING,
-    _V + "x_volumes_from_masks__mutmut_45": _NAN_SPELLING,
+    **{_V + f"x_heart_period__mutmut_{i}": _NAN_SPELLING for i in (33, 66, 169)},
+    **{_V + f"x_find_beats__mutmut_{i}": _NAN_SPELLING for i in (31, 34)},
+    **{_V + f"x_heart_period__mutmut_{i}": "polyfit/polyval return float64, so the detrended curve is float64 whatever "
+       "the input dtype" for i in (3, 5, 36, 38)},
+    **{_V + f"x_heart_period__mutmut_{i}": "element 0 of the cumulative sums is never read (lags >= 1 and n - lag >= 2)"
+       for i in (69, 73)},
+    _V + "x_heart_period__mutmut_90": "lags below low - 1 are never peaks (lags[inner] >= low) nor a peak's neighbour",
+    _V + "x_beats_from_volumes__mutmut_34": "a peak 2 frames from the end leaves one lower frame after it: its ES is the "
+    "last frame, with no rise after it, so the beat is dropped as incomplete either way",
+    _V + "x_beats_from_volumes__mutmut_37": "with min_beat_frames >= 3 (every caller: 15) only the last peak can be "
+    "skipped, so break and continue end the loop alike",
+    _V + "x_beats_from_volumes__mutmut_54": "for a beat before the last peak that peak's prominence already guarantees "
+    "the rise after ES",
     _V + "x__disk_volumes_px__mutmut_145": "negated slab counts give negated diameters, and the volume uses their squares",
     **{_V + f"x_beats_from_volumes__mutmut_{i}": "volume curves are float64 already" for i in (5, 7)},
     _V + "x_beats_from_volumes__mutmut_13": "an empty curve has no peaks whatever the span",
@@ -178,8 +206,11 @@ def scratch_copy(target: Target, work_dir: Path) -> Path:
         source = root / target.source
         lines = source.read_text().splitlines(keepends=True)
         for i, line in enumerate(lines):
-            if line.startswith(target.unmutated) and line.rstrip().endswith(":"):
-                lines[i] = line.rstrip() + "  # pragma: no mutate block\n"
+            if line.startswith(target.unmutated):
+                # The pragma goes on the header's last line (the one ending in ':'), also when
+                # the signature spans several lines.
+                end = next(j for j in range(i, len(lines)) if lines[j].rstrip().endswith(":"))
+                lines[end] = lines[end].rstrip() + "  # pragma: no mutate block\n"
         source.write_text("".join(lines))
     return root
 

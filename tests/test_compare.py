@@ -44,6 +44,55 @@ def test_paired_bootstrap_equals_an_explicit_loop_over_shared_resamples():
     assert own["overall"].estimate == pytest.approx(dice(a, slice(None), [0, 1]))
 
 
+def test_paired_reference_bootstrap_equals_explicit_loops_one_per_statistic():
+    # The published convention: overall, ED and ES each get their own resamples, drawn in that
+    # order from one generator; overall resamples the 2N traced frames (all ED, then all ES).
+    rng = np.random.default_rng(2)
+    a, b = _counts(rng, 17), _counts(rng, 17)
+    samples = 400
+    paired = paired_bootstrap_dice(a, b, samples=samples, rng=np.random.default_rng(9), convention=REFERENCE)
+    draws = np.random.default_rng(9)
+    frames = [np.concatenate([np.asarray(c, dtype=float)[:, 0], np.asarray(c, dtype=float)[:, 1]]) for c in (*a, *b)]
+    per_statistic = {
+        "overall": frames,
+        "ed": [np.asarray(c, dtype=float)[:, 0] for c in (*a, *b)],
+        "es": [np.asarray(c, dtype=float)[:, 1] for c in (*a, *b)],
+    }
+    for name, (inter_a, pred_a, true_a, inter_b, pred_b, true_b) in per_statistic.items():
+        indices = np.concatenate(list(resample_indices(draws, len(inter_a), samples)))
+        diffs = np.array([
+            2 * inter_a[row].sum() / (pred_a[row].sum() + true_a[row].sum())
+            - 2 * inter_b[row].sum() / (pred_b[row].sum() + true_b[row].sum())
+            for row in indices
+        ])
+        ordered = sorted(diffs)
+        value = paired[name]
+        assert value.difference == pytest.approx(
+            2 * inter_a.sum() / (pred_a.sum() + true_a.sum()) - 2 * inter_b.sum() / (pred_b.sum() + true_b.sum()))
+        assert (value.low, value.high) == pytest.approx((ordered[round(0.05 * samples)], ordered[round(0.95 * samples)]))
+        assert value.fraction_not_above_zero == pytest.approx(np.mean(diffs <= 0))
+
+
+def test_paired_bootstrap_defaults_and_input_checks():
+    rng = np.random.default_rng(4)
+    a, b = _counts(rng, 6), _counts(rng, 6)
+    # Default: 10,000 resamples from a fresh generator when none is given.
+    default = paired_bootstrap_dice(a, b, rng=np.random.default_rng(1))
+    explicit = paired_bootstrap_dice(a, b, samples=10_000, rng=np.random.default_rng(1))
+    assert default == explicit
+    unseeded = paired_bootstrap_dice(a, b, samples=50)
+    assert unseeded["overall"].low <= unseeded["overall"].high
+    with pytest.raises(ValueError, match="unknown bootstrap convention 'paper'"):
+        paired_bootstrap_dice(a, b, samples=10, convention="paper")
+    three_columns = tuple(np.concatenate([c, c[:, :1]], axis=1) for c in a)
+    with pytest.raises(ValueError, match=r"expects \(n_videos, 2\) counts, got \(6, 3\)"):
+        paired_bootstrap_dice(three_columns, b, samples=10)
+    with pytest.raises(ValueError, match=r"expects \(n_videos, 2\) counts, got \(6, 2\) and \(5, 2\)"):
+        paired_bootstrap_dice((a[0], a[1][:5], a[2][:5]), b, samples=10)
+    with pytest.raises(ValueError, match="the same videos for both models, got 6 and 5"):
+        paired_bootstrap_dice(a, tuple(c[:5] for c in b), samples=10)
+
+
 @pytest.mark.parametrize("convention", [VIDEO, REFERENCE])
 def test_paired_bootstrap_of_identical_counts_is_exactly_zero(convention):
     a = _counts(np.random.default_rng(1), 15)

@@ -19,6 +19,7 @@ from unilvseg.evaluation.volumes import (
     heart_period,
     method_of_disks,
     volume_fields,
+    volumes_by_rule,
     volumes_from_masks,
 )
 
@@ -204,3 +205,86 @@ def test_a_dip_in_diastasis_is_not_a_beat():
     assert beats["ef"] == pytest.approx(true_ef, abs=0.5)
     old = ed_es_volumes(wobbly, volumes, "volume_peaks", fps)
     assert len(old["beat_frames"]) == 2 * len(expected) and old["ef"] < true_ef - 30
+
+
+def test_volume_fields_writes_each_column_by_hand():
+    result = {"edv": 80.5, "esv": 30.25, "ef": 62.4, "ed_frame": 12, "es_frame": 27, "ef_sd": 1.5, "beats": 2,
+              "rule": "beats", "beat_efs": [61.234, 63.5], "beat_frames": [(12, 27), (52, 67)]}
+    assert volume_fields(result) == {
+        "EDV": 80.5, "ESV": 30.25, "EF": 62.4, "EDFrame": 12, "ESFrame": 27, "EFSD": 1.5, "Beats": 2,
+        "EFRule": "beats", "BeatEFs": "61.23 63.50", "BeatFrames": "12-27 52-67",
+    }
+    # A single (ED, ES) pair from the extremes rule is not a beat list: the beat columns stay empty.
+    single = {**result, "beats": 0, "rule": "extremes", "beat_efs": [62.4], "beat_frames": [(12, 27)]}
+    row = volume_fields(single)
+    assert (row["Beats"], row["BeatEFs"], row["BeatFrames"]) == (0, "", "")
+
+
+def test_volumes_by_rule_equals_volumes_from_masks_with_the_same_settings():
+    fps, ed_times = 30.0, [0.1, 0.9, 1.7, 2.5, 3.3]
+    areas, _ = area_curve(ed_times, int(3.4 * fps), fps=fps)
+    short_radius = 16.0 * np.sqrt(areas / areas.max())
+    masks = _lv_masks(38.0 * np.ones_like(short_radius), short_radius)
+    by_rule = volumes_by_rule(masks, mm_per_pixel=0.7, disks=12, fps=fps)
+    assert set(by_rule) == set(ED_ES_RULES)
+    for rule, result in by_rule.items():
+        alone = volumes_from_masks(masks, mm_per_pixel=0.7, disks=12, rule=rule, fps=fps)
+        for key in ("edv", "esv", "ef", "ed_frame", "es_frame", "beat_frames", "rule", "heart_rate_bpm"):
+            assert result[key] == pytest.approx(alone[key], nan_ok=True), (rule, key)
+        assert result["areas"].dtype == np.int64 and np.array_equal(result["areas"], np.count_nonzero(masks, axis=(1, 2)))
+        np.testing.assert_allclose(result["volumes"], [method_of_disks(m, 0.7, 12) for m in masks])
+    # 75 bpm at 30 fps: a beat every 24 frames.
+    assert by_rule["beats"]["heart_rate_bpm"] == pytest.approx(75, abs=2)
+    with pytest.raises(ValueError, match=r"volumes_by_rule expects masks of shape \(T, H, W\), got \(112, 112\)"):
+        volumes_by_rule(masks[0])
+    with pytest.raises(ValueError, match=r"volumes_from_masks expects masks of shape \(T, H, W\), got \(112, 112\)"):
+        volumes_from_masks(masks[0])
+
+
+def test_volume_peaks_beats_on_hand_built_curves():
+    from unilvseg.evaluation.volumes import beats_from_volumes
+
+    # Peaks (ED) at 5, 45, 85; a prominent peak at 57 lies within 15 frames of the
+    # higher one at 45 and is dropped; an empty frame (0) right after the first ES is never ES;
+    # the last beat's trough (30) is lower than the others and its volume rises again after it.
+    points = [(0, 90), (5, 100), (15, 40), (16, 0), (17, 44), (45, 100), (55, 40), (57, 95), (63, 40),
+              (85, 100), (95, 30), (99, 80)]
+    curve = np.interp(np.arange(100), *zip(*points))
+    assert beats_from_volumes(curve) == [(5, 15), (45, 55), (85, 95)]
+    # With a spacing of 2 frames: a bump of 2 (< 10 % of the 60 range) in the first systole is no
+    # peak, and a peak 3 frames before the end whose volume rises by 10 after its ES is a beat.
+    points = [(0, 90), (5, 100), (9, 76), (10, 78), (11, 64), (15, 40), (25, 100), (35, 40), (37, 100), (38, 40), (39, 50)]
+    curve = np.interp(np.arange(40), *zip(*points))
+    assert beats_from_volumes(curve, min_beat_frames=2) == [(5, 15), (25, 35), (37, 38)]
+
+
+def test_heart_period_lag_range_and_flat_curve_limits():
+    sine = lambda period, n, mean=1000.0, amplitude=300.0: mean + amplitude * np.sin(2 * np.pi * np.arange(n) / period)  # noqa: E731
+    # At 50 fps lags of 15-100 frames (200-30 bpm) are searched.
+    assert heart_period(sine(16, 200), 50) == pytest.approx(16, abs=0.3)  # 187.5 bpm, next to the fastest lag
+    assert heart_period(sine(40, 200), 50) == pytest.approx(40, abs=0.3)
+    assert np.isnan(heart_period(sine(101, 400), 50))  # 29.7 bpm: slower than 30 bpm
+    assert heart_period(sine(10, 200), 50) >= 15  # 300 bpm is no heart rate: at best a multiple
+    # Two periods must fit: 31 frames hold only 2 periods of 15.5, lags up to 31 // 2 = 15 = the lowest.
+    assert np.isnan(heart_period(sine(15, 31), 50))
+    # Variations of a millionth of the mean are numerical noise; relative to the mean, not absolute.
+    assert np.isnan(heart_period(sine(40, 200, mean=1000.0, amplitude=1e-4), 50))
+    assert heart_period(sine(40, 200, mean=1e-3, amplitude=1e-8), 50) == pytest.approx(40, abs=0.3)
+
+
+@pytest.mark.parametrize("period", [40.3, 40.5, 39.75])
+def test_heart_period_is_interpolated_between_lags(period):
+    curve = 1000.0 + 300.0 * np.sin(2 * np.pi * np.arange(400) / period)
+    assert heart_period(curve, 50) == pytest.approx(period, abs=0.1)
+
+
+def test_find_beats_without_enough_frames_or_a_usable_fps():
+    short = find_beats(np.array([1000.0, 1100.0]), fps=50)
+    assert (short.beats, short.reason) == ([], "fewer than 3 usable frames")
+    assert np.isnan(short.period) and np.isnan(short.sigma) and np.array_equal(short.glitches, [False, False])
+    three = find_beats(np.array([1000.0, 1000.0, 1000.0]), fps=50)  # 3 frames are enough to look, too few for a period
+    assert (three.beats, three.reason) == ([], "no regular heart period")
+    # A missing or meaningless FPS means EchoNet's 50 fps.
+    areas, expected = area_curve([0.2, 1.0, 1.8, 2.6, 3.4], 200)
+    for fps in (None, 0, float("nan"), -30.0):
+        assert find_beats(areas, fps=fps).beats == find_beats(areas, fps=50).beats
