@@ -317,3 +317,17 @@ def machine_info(device: str = "cpu") -> dict:
             gpu_bf16_peak_tflops=bf16_peak_tflops(name),
         )
     return info
+
+
+def portable_path(path) -> str:
+    """A path as it may stand in a committed result: relative to the repository when inside it,
+    with the home folder as ``~`` otherwise (results must not name this machine's folders)."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return str(resolved.relative_to(ROOT))
+    except ValueError:
+        home = Path.home().resolve()
+        try:
+            return str(Path("~") / resolved.relative_to(home))
+        except ValueError:
+            return str(path)

@@ -36,6 +36,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import portable_path
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FRAMES = 32
@@ -268,7 +270,7 @@ def run(quick: bool = False, data_path=None, workers=(0, 2), samples: int | None
     return {
         "benchmark": "data_loading",
         "quick": quick,
-        "data_path": str(data_path),
+        "data_path": portable_path(data_path),
         "videos": len(records),
         "mean_frames_per_video": round(sum(r.n_frames or 0 for r in records) / len(records), 1),
         "clip_frames": FRAMES,

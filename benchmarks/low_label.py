@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.common import portable_path
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -278,7 +279,7 @@ def run(args) -> int:
     )
     text = (
         f"# Low-label benchmark: {name}\n\n"
-        f"Data: `{data_path}`. Command: `python -m benchmarks.low_label {' '.join(sys.argv[1:])}`.\n\n"
+        f"Data: `{portable_path(data_path)}`. Command: `python -m benchmarks.low_label {' '.join(sys.argv[1:])}`.\n\n"
         f"Settings: {settings}.\n\n"
         f"{markdown_table(table, args.seeds)}\n"
         f"Wall time of this invocation: {wall / 60:.1f} min (stages finished by an earlier invocation are reused; "
