@@ -36,9 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import portable_path
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import portable_path  # noqa: E402 - after the path set-up for script use
 
 FRAMES = 32
 BATCH = 4
