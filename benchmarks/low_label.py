@@ -1,24 +1,31 @@
-"""Low-label benchmark: weak LV segmentation from n labelled videos, with and without pre-training.
+"""Low-label benchmark: weak LV segmentation from n labelled videos, with and without pre-training,
+compared *paired* (same test videos, same seeds) with intervals on the difference.
 
-For each n in ``--n`` (number of labelled training videos; ``all`` = the whole training split)
-and each seed, three initialisations get the same weak-training budget (``--budget_steps``
-optimiser steps) on the same seeded subset of n videos:
+For each n in ``--n`` (labelled training videos; ``all`` = every traced training video) and each
+seed, the ``--methods`` get the same weak-training budget (``--budget_steps`` optimiser steps)
+on the same seeded subset of n videos; the ``--variants`` (anatomical-position pretext variants
+and linear probes, see ``METHODS``) run the same way at ``--variant_n``. ``scratch`` always runs,
+since every other method is compared with it:
 
-* ``scratch``: random initialisation;
-* ``temporal_masking``: UniLVSeg temporal-masking SSL on *all* training videos, labels unused;
-* ``anatomical_position``: anatomical-position SSL (Bai et al., adapted) on all training videos.
+* per seed, with ``evaluate_bootstrap.py --compare`` (paired bootstrap over test videos);
+* pooled over seeds: each test video's pixel counts summed over the seeds, per method, then a
+  paired bootstrap over videos (the same function), so the interval covers the test-video
+  sample; the per-seed differences show what the seed adds.
 
-Each pre-training runs once per seed (``--ssl_steps`` steps) and serves every n. The last
-checkpoint of each weak run (fixed budget, no selection on validation) predicts the test split
-with ``predict.py``'s core and is scored with ``evaluate_bootstrap.py``'s core; Dice (overall,
-ED, ES; ratio of sums) with bootstrap 95 % intervals goes to
-``benchmarks/results/low_label-<dataset>.{md,csv,png}``.
+Each pre-training runs once per seed (``--ssl_steps`` steps, ``x4`` for the budget variant) and
+serves every n and every method that starts from it. The last checkpoint of each weak run
+(fixed budget, no selection on validation) predicts the scored splits (``--score_splits``).
+Why a pretext transfers or not is measured alongside: the pretext's own validation accuracy
+against what the fan alone, or the commonest class, already gets right; a linear probe of the
+LV mask on each initialisation's frozen features (``train_weak.py --trainable head``).
 
-Finished stages are recorded (``stage.json`` in each stage folder, holding the stage's settings),
-so re-running the same command resumes after an interruption instead of starting over.
+Outputs (``<results_dir>/low_label-<dataset>``): ``.md`` (tables), ``.csv`` (one row per run and
+seed), ``-paired.csv`` (pooled differences), ``-pretext.csv``, ``.png``. Finished stages are
+recorded (``stage.json``), so re-running the same command resumes instead of starting over.
 
-    python -m benchmarks.low_label                      # phantom, n = 2 4 8 all, seed 0
-    python -m benchmarks.low_label --data_path D --n 2  # another EchoNet-format folder
+    python -m benchmarks.low_label --size 64 64                      # 400-video phantom (50 test), seeds 0 1 2
+    python -m benchmarks.low_label --data_path ../shared/data/echonet-real --ssl_videos all \\
+        --score_splits test val --n all --size 64 64 --batch_size 4 --ssl_steps 300 --budget_steps 300
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.common import portable_path
@@ -38,27 +47,74 @@ from unilvseg.errors import UserError
 log = logging.getLogger("unilvseg")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-METHODS = ("scratch", "temporal_masking", "anatomical_position")
-PRETEXT_OF = {"temporal_masking": "temporal_masking", "anatomical_position": "anatomical_position"}
-LABELS = {"scratch": "from scratch", "temporal_masking": "temporal-masking SSL", "anatomical_position": "anatomical-position SSL"}
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    pretext: str
+    flags: tuple[str, ...] = ()
+    steps_factor: int = 1
+
+
+@dataclass(frozen=True)
+class Method:
+    label: str
+    pretraining: str | None = None  # key of PRETRAININGS; None = random initialisation
+    weak_flags: tuple[str, ...] = field(default=())
+
+
+PRETRAININGS = {
+    "tm": Pretraining("temporal_masking"),
+    "ap": Pretraining("anatomical_position"),
+    "ap_grid8": Pretraining("anatomical_position", ("--along_bins", "8", "--across_bins", "8")),
+    "ap_polar": Pretraining("anatomical_position", ("--position_grid", "polar", "--rings", "3", "--sectors", "8")),
+    "ap_multitask": Pretraining("anatomical_position", ("--reconstruction_weight", "1.0")),
+    "ap_long": Pretraining("anatomical_position", (), steps_factor=4),
+}
+PROBE = ("--trainable", "head")
+METHODS = {
+    "scratch": Method("from scratch"),
+    "temporal_masking": Method("temporal-masking SSL", "tm"),
+    "anatomical_position": Method("anatomical-position SSL (4x4 grid)", "ap"),
+    "ap_encoder_only": Method("anatomical-position, encoder only transferred", "ap", ("--pretrained_type", "encoder")),
+    "ap_grid8": Method("anatomical-position, 8x8 grid", "ap_grid8"),
+    "ap_polar": Method("anatomical-position, 3 rings x 8 sectors", "ap_polar"),
+    "ap_multitask": Method("anatomical-position + reconstruction (multi-task)", "ap_multitask"),
+    "ap_long": Method("anatomical-position, 4x pre-training steps", "ap_long"),
+    "probe_scratch": Method("linear probe: random features", None, PROBE),
+    "probe_temporal_masking": Method("linear probe: temporal-masking features", "tm", PROBE),
+    "probe_anatomical_position": Method("linear probe: anatomical-position features", "ap", PROBE),
+}
+MAIN_METHODS = ("scratch", "temporal_masking", "anatomical_position")
+VARIANTS = ("ap_encoder_only", "ap_grid8", "ap_polar", "ap_multitask", "ap_long", "probe_scratch", "probe_temporal_masking", "probe_anatomical_position")
+# A probe is compared with the random-feature probe, every other method with training from scratch.
+BASELINE = {name: ("probe_scratch" if name.startswith("probe_") else "scratch") for name in METHODS}
+LABELS = {name: method.label for name, method in METHODS.items()}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.low_label",
-        description="Weak LV segmentation with n labelled videos: from scratch vs temporal-masking SSL vs anatomical-position SSL.",
+        description="Weak LV segmentation with n labelled videos: pre-trainings against training from scratch, paired over seeds and test videos.",
     )
-    parser.add_argument("--data_path", default=None, help="EchoNet-Dynamic folder (default: the built-in 40-video phantom)")
-    parser.add_argument("--n", nargs="+", default=["2", "4", "8", "all"], help="labelled training videos per run (integers or 'all')")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--data_path", default=None, help="EchoNet-Dynamic folder (default: the built-in phantom, --phantom_videos videos)")
+    parser.add_argument("--phantom_videos", type=int, default=400, help="phantom size when no --data_path (400: 300 train, 50 val, 50 test)")
+    parser.add_argument("--n", nargs="+", default=["2", "4", "8"], help="labelled training videos per run (integers or 'all')")
+    parser.add_argument("--methods", nargs="+", default=list(MAIN_METHODS), choices=list(METHODS), help="run at every --n")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(METHODS), help="run at --variant_n only")
+    parser.add_argument("--variant_n", default="4", help="the n of the variants (integer or 'all')")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--encoder", default="3d_unet_tiny", help="network (default 3d_unet_tiny, CPU-sized)")
     parser.add_argument("--width", type=int, default=None, help="base channel width override")
     parser.add_argument("--frames", type=int, default=16, help="clip length")
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input size (default: the videos' 112 112)")
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--budget_steps", type=int, default=60, help="weak-training optimiser steps per run (same for every method)")
     parser.add_argument("--ssl_steps", type=int, default=150, help="pre-training steps per pretext and seed")
+    parser.add_argument("--ssl_videos", choices=("train", "all"), default="train",
+                        help="pre-train on the training split (default) or on every video of the folder, VAL/TEST pixels included (labels never read)")
+    parser.add_argument("--score_splits", nargs="+", default=["test"], choices=("test", "val"), help="splits scored (pooled when several)")
     parser.add_argument("--samples", type=int, default=2000, help="bootstrap resamples for the intervals")
     parser.add_argument("--work_dir", default=None, help="run folders (default runs/low_label/<dataset>)")
     parser.add_argument("--results_dir", default=str(RESULTS_DIR), help="where the .md/.csv/.png go")
@@ -102,14 +158,21 @@ def train_flags(args, data_path: Path, run_dir: Path, seed: int, steps: int) -> 
     ]
     if args.width is not None:
         flags += ["--width", str(args.width)]
+    if args.size is not None:
+        flags += ["--size", *map(str, args.size)]
     return flags
 
 
-def pretrain(args, data_path: Path, work: Path, pretext: str, seed: int) -> tuple[Path, float]:
+def pretrain(args, data_path: Path, work: Path, key: str, seed: int, heldout: Path | None) -> tuple[Path, float]:
     from unilvseg.cli.train import main_ssl
 
-    run_dir = work / f"ssl-{pretext}-seed{seed}"
-    flags = ["--pretext", pretext] + train_flags(args, data_path, run_dir, seed, args.ssl_steps)
+    spec = PRETRAININGS[key]
+    run_dir = work / f"ssl-{key}-seed{seed}"
+    flags = ["--pretext", spec.pretext, *spec.flags] + train_flags(args, data_path, run_dir, seed, args.ssl_steps * spec.steps_factor)
+    # The pretext's own validation accuracy is one of the measurements: ten batches, not one.
+    flags[flags.index("--limit_val_batches") + 1] = "10"
+    if heldout is not None:
+        flags += ["--external_dir", json.dumps([str(heldout)])]
     return run_stage(run_dir, {"flags": flags}, lambda: main_ssl(flags), "checkpoints/last.ckpt")
 
 
@@ -117,28 +180,110 @@ def finetune(args, data_path: Path, work: Path, method: str, n: int, seed: int, 
     from unilvseg.cli.train import main_weak
 
     run_dir = work / f"weak-{method}-n{n}-seed{seed}"
-    flags = train_flags(args, data_path, run_dir, seed, args.budget_steps) + ["--train_videos", str(n)]
+    flags = train_flags(args, data_path, run_dir, seed, args.budget_steps) + ["--train_videos", str(n), *METHODS[method].weak_flags]
     if checkpoint is not None:
         flags += ["--checkpoint", str(checkpoint)]
     return run_stage(run_dir, {"flags": flags}, lambda: main_weak(flags), "checkpoints/last.ckpt")
 
 
-def predict_and_evaluate(args, data_path: Path, run_dir: Path, checkpoint: Path, seed: int) -> dict:
+def predict_and_evaluate(args, data_path: Path, run_dir: Path, checkpoint: Path, seed: int, split: str, compare: Path | None) -> tuple[dict, Path]:
+    """Predict ``split`` with the run's checkpoint and score it (paired with ``compare``, another
+    run's predictions of the same split, when given). Returns (summary.json, predictions folder)."""
     from unilvseg.cli.evaluate import main as evaluate_main
     from unilvseg.cli.predict import main as predict_main
 
-    predictions, evaluation = run_dir / "predictions", run_dir / "evaluation"
+    predictions, evaluation = run_dir / f"predictions-{split}", run_dir / f"evaluation-{split}"
     predict_flags = [
-        "--data_path", str(data_path), "--split", "test", "--checkpoint", str(checkpoint),
+        "--data_path", str(data_path), "--split", split, "--checkpoint", str(checkpoint),
         "--save_dir", str(predictions), "--device", "cpu", "--overwrite",
+        # Non-overlapping windows, 8 per forward pass: the CPU-sized setting of benchmarks.real_echo.
+        "--stride", str(args.frames), "--batch_size", "8",
     ]
     run_stage(predictions, {"flags": predict_flags}, lambda: predict_main(predict_flags), "volumes.csv")
     evaluate_flags = [
         "--data_dir", str(data_path), "--prediction_dir", str(predictions), "--output_dir", str(evaluation),
-        "--split", "test", "--samples", str(args.samples), "--seed", str(seed),
+        "--split", split, "--samples", str(args.samples), "--seed", str(seed),
     ]
+    if compare is not None:
+        evaluate_flags += ["--compare", str(compare)]
     summary, _ = run_stage(evaluation, {"flags": evaluate_flags}, lambda: evaluate_main(evaluate_flags), "summary.json")
-    return json.loads(summary.read_text())
+    return json.loads(summary.read_text()), predictions
+
+
+def video_counts(evaluation_dirs: list[Path], splits: list[str]) -> pd.DataFrame:
+    """Per-video pixel counts (ED, ES) of one run over the scored splits, indexed by FileName."""
+    tables = [pd.read_csv(folder / f"{split}_dice.csv") for folder, split in zip(evaluation_dirs, splits)]
+    columns = [f"{kind}{phase}" for kind in ("Intersection", "PredArea", "TrueArea") for phase in ("ED", "ES")]
+    return pd.concat(tables, ignore_index=True).set_index("FileName")[columns]
+
+
+def as_count_tuple(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(table[[f"{kind}ED", f"{kind}ES"]].to_numpy(np.int64) for kind in ("Intersection", "PredArea", "TrueArea"))
+
+
+def paired_over_seeds(ours: list[pd.DataFrame], theirs: list[pd.DataFrame], samples: int, seed: int) -> dict:
+    """Dice(ours) − Dice(theirs) with each video's counts summed over the seeds, paired bootstrap over videos."""
+    from unilvseg.evaluation.bootstrap import paired_bootstrap_dice
+
+    a, b = sum(ours), sum(theirs)  # aligned on FileName; a video missing from a run becomes NaN
+    if a.isna().any().any() or b.isna().any().any() or set(a.index) != set(b.index):
+        raise UserError("paired comparison: the runs were not scored on the same videos")
+    result = paired_bootstrap_dice(as_count_tuple(a), as_count_tuple(b.loc[a.index]), samples=samples, rng=np.random.default_rng(seed))
+    return {key: result[key].as_dict() for key in ("overall", "ed", "es")}
+
+
+def pooled_dice(counts: pd.DataFrame) -> dict:
+    inter, pred, true = (counts[[f"{kind}ED", f"{kind}ES"]].to_numpy(np.float64) for kind in ("Intersection", "PredArea", "TrueArea"))
+    ratio = lambda i, p, t: float(2 * i.sum() / max(p.sum() + t.sum(), 1))  # noqa: E731
+    return {"overall": ratio(inter, pred, true), "ed": ratio(inter[:, 0], pred[:, 0], true[:, 0]), "es": ratio(inter[:, 1], pred[:, 1], true[:, 1])}
+
+
+# -- why a pretext transfers or not ---------------------------------------------------------------
+
+
+def final_metric(run_dir: Path, name: str) -> float:
+    """The last logged value of ``name`` in a run's metrics.csv (NaN when absent)."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return float("nan")
+    table = pd.read_csv(path)
+    if name not in table:
+        return float("nan")
+    values = table[name].dropna()
+    return float(values.iloc[-1]) if len(values) else float("nan")
+
+
+def pretext_baselines(data_path: Path, spec: Pretraining, videos: int, frames: int, size: tuple[int, int] | None) -> dict:
+    """What the position pretext can get right without looking at the heart, on the first clip of
+    up to ``videos`` validation videos: the commonest class everywhere, and the class map drawn from
+    the ultrasound fan alone (the sector fall-back geometry; no LV). Pixel accuracy over the frame,
+    as the task's ``val_position_accuracy``."""
+    from unilvseg.data.index import load_index
+    from unilvseg.data.video import read_video
+    from unilvseg.tasks.anatomical import AnatomicalTargets, position_map, sector_fallback_geometry, estimate_geometry
+
+    flags = dict(zip(spec.flags[::2], spec.flags[1::2]))
+    grid = {
+        "along_bins": int(flags.get("--along_bins", 4)), "across_bins": int(flags.get("--across_bins", 4)),
+        "position_grid": flags.get("--position_grid", "cartesian"), "rings": int(flags.get("--rings", 3)),
+        "sectors": int(flags.get("--sectors", 8)),
+    }
+    n_classes = AnatomicalTargets(**grid).n_classes
+    records = load_index(data_path).split("val").records[:videos]
+    majority, fan_only, lv_source = [], [], 0
+    for record in records:
+        clip = read_video(record.path, size=tuple(size) if size else None)[:frames]
+        geometry, sector = estimate_geometry(clip)
+        truth = position_map(sector.mask, geometry, **grid)
+        guess = position_map(sector.mask, sector_fallback_geometry(sector), **grid)
+        histogram = np.bincount(truth.ravel(), minlength=n_classes)
+        majority.append(histogram.max() / truth.size)
+        fan_only.append(float((guess == truth).mean()))
+        lv_source += geometry.source == "lv"
+    return {
+        "classes": n_classes, "videos": len(records), "lv_geometry_share": lv_source / max(len(records), 1),
+        "majority_accuracy": float(np.mean(majority)), "fan_only_accuracy": float(np.mean(fan_only)),
+    }
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -150,6 +295,9 @@ def summary_row(summary: dict) -> dict:
         row[f"dice_{key}"] = summary[key]["dice"]
         row[f"dice_{key}_low"] = summary[key]["low"]
         row[f"dice_{key}_high"] = summary[key]["high"]
+    compare = summary.get("compare")
+    if compare:
+        row["diff_overall"], row["diff_low"], row["diff_high"] = compare["overall"]["difference"], compare["overall"]["low"], compare["overall"]["high"]
     return row
 
 
@@ -174,6 +322,42 @@ def markdown_table(table: pd.DataFrame, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 
+def paired_table(paired: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """One row per compared (n, method): pooled Dice of both, the pooled paired difference with
+    its interval, and each seed's own paired difference (evaluate_bootstrap.py --compare)."""
+    lines = [
+        "| n | method | vs | Dice (pooled over seeds) | baseline | difference overall (95 % CI) | ED | ES | per-seed differences |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in paired.itertuples():
+        seeds = runs[(runs["method"] == row.method) & (runs["n"] == row.n)].sort_values("seed")
+        per_seed = ", ".join(
+            f"{r.diff_overall:+.3f} ({r.diff_low:+.3f}–{r.diff_high:+.3f})" if np.isfinite(r.diff_overall) else "–"
+            for r in seeds.itertuples()
+        )
+        lines.append(
+            f"| {row.n_label} | {LABELS[row.method]} | {LABELS[row.baseline]} | {row.dice:.3f} | {row.baseline_dice:.3f} | "
+            f"**{row.diff_overall:+.3f}** ({row.diff_overall_low:+.3f}–{row.diff_overall_high:+.3f}) | "
+            f"{row.diff_ed:+.3f} ({row.diff_ed_low:+.3f}–{row.diff_ed_high:+.3f}) | "
+            f"{row.diff_es:+.3f} ({row.diff_es_low:+.3f}–{row.diff_es_high:+.3f}) | {per_seed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def pretext_table(pretext: pd.DataFrame) -> str:
+    lines = [
+        "| pre-training | classes | pretext val accuracy (mean over seeds) | commonest class | fan-only map | SSL s |",
+        "|---|---|---|---|---|---|",
+    ]
+    cell = lambda value: f"{value:.3f}" if np.isfinite(value) else "–"  # noqa: E731
+    for row in pretext.itertuples():
+        lines.append(
+            f"| {row.pretraining} | {row.classes or '–'} | {cell(row.val_accuracy)} | {cell(row.majority_accuracy)} | "
+            f"{cell(row.fan_only_accuracy)} | {row.ssl_seconds:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib
 
@@ -183,21 +367,24 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     from unilvseg.io import atomic_path
 
     figure, axis = plt.subplots(figsize=(5.5, 4))
-    for offset, (method, group) in zip((-0.04, 0.0, 0.04), table.groupby("method", sort=False)):
-        means = group.groupby("n").agg(dice=("dice_overall", "mean"), low=("dice_overall_low", "min"), high=("dice_overall_high", "max"))
-        xs = means.index.to_numpy(dtype=float) * (2.0**offset)  # small shift so error bars do not overlap
+    methods = list(dict.fromkeys(table["method"]))
+    offsets = np.linspace(-0.05, 0.05, max(len(methods), 1))
+    for offset, method in zip(offsets, methods):
+        group = table[table["method"] == method]
+        means = group.groupby("n").agg(dice=("dice_overall", "mean"), low=("dice_overall", "min"), high=("dice_overall", "max"))
+        xs = means.index.to_numpy(dtype=float) * (2.0**offset)  # small shift so the bars do not overlap
         axis.errorbar(
             xs, means["dice"], yerr=[means["dice"] - means["low"], means["high"] - means["dice"]],
-            marker="o", capsize=3, label=LABELS[method],
+            marker="o", capsize=3, label=LABELS[method], linestyle="-" if means.shape[0] > 1 else "none",
         )
     axis.set_xscale("log", base=2)
     ticks = sorted(table["n"].unique())
     axis.set_xticks(ticks, [str(t) for t in ticks])
     axis.set_xlabel("labelled training videos (n)")
-    axis.set_ylabel("test Dice (overall, ED+ES)")
+    axis.set_ylabel("test Dice (overall, ED+ES): mean, min–max over seeds")
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    axis.legend(fontsize=6)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
@@ -229,66 +416,158 @@ def dataset_name(data_path: Path, default: bool) -> str:
     return "phantom" if default else data_path.resolve().name
 
 
+def plan(args, counts: list[tuple[int, str]], variant_counts: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    """(n, label, method) runs per seed: the methods at every n, the variants at the variant n, and
+    every baseline a run is compared with; the baselines first so comparisons can pair with them."""
+    wanted: dict[tuple[int, str], str] = {}
+    for (n, label), methods in [(c, args.methods) for c in counts] + [(c, args.variants) for c in variant_counts]:
+        for method in methods:
+            wanted.setdefault((n, method), label)
+            wanted.setdefault((n, BASELINE[method]), label)
+    order = {name: i for i, name in enumerate(["scratch", "probe_scratch", *METHODS])}
+    return [(n, label, method) for (n, method), label in sorted(wanted.items(), key=lambda item: (item[0][0], order[item[0][1]]))]
+
+
 def run(args) -> int:
     from unilvseg.data.index import load_index
     from unilvseg.data.phantom import default_data_path
     from unilvseg.io import write_csv, write_text
 
-    for flag in ("budget_steps", "ssl_steps", "batch_size", "frames", "samples"):
+    for flag in ("budget_steps", "ssl_steps", "batch_size", "frames", "samples", "phantom_videos"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     default = args.data_path is None
-    data_path = Path(default_data_path() if default else args.data_path)
+    data_path = Path(default_data_path(videos=args.phantom_videos) if default else args.data_path)
     name = dataset_name(data_path, default)
     index = load_index(data_path, require_tracings=True)
     available = len(index.split("train").records)
-    if not len(index.split("test").records):
-        raise UserError(f"--data_path {data_path}: no traced test videos to evaluate on")
+    for split in args.score_splits:
+        if not len(index.split(split).records):
+            raise UserError(f"--data_path {data_path}: no traced {split.upper()} videos to score (--score_splits)")
     counts = resolve_counts(args.n, available)
+    variant_counts = resolve_counts([args.variant_n], available) if args.variants else []
+    runs_per_seed = plan(args, counts, variant_counts)
     work = Path(args.work_dir or Path("runs") / "low_label" / name)
+    heldout = None
+    if args.ssl_videos == "all":
+        from benchmarks.real_echo import heldout_videos
+
+        heldout = heldout_videos(load_index(data_path), work / "data" / "heldout_videos")
     results = Path(args.results_dir)
     started = time.perf_counter()
 
-    rows = []
+    rows, counts_of, ssl_rows = [], {}, []
     for seed in args.seeds:
-        checkpoints = {"scratch": None}
+        checkpoints = {None: None}
         ssl_seconds = {}
-        for method in args.methods:
-            if method in PRETEXT_OF:
-                checkpoints[method], ssl_seconds[method] = pretrain(args, data_path, work, PRETEXT_OF[method], seed)
-        for n, label in counts:
-            for method in args.methods:
-                last, seconds = finetune(args, data_path, work, method, n, seed, checkpoints[method])
-                summary = predict_and_evaluate(args, data_path, last.parent.parent, last, seed)
-                rows.append({
-                    "dataset": name, "method": method, "n": n, "n_label": label, "seed": seed,
-                    "weak_seconds": round(seconds, 1), "ssl_seconds": round(ssl_seconds.get(method, 0.0), 1),
-                    **summary_row(summary),
-                })
-                log.info("%s n=%s seed %d: test Dice %.4f", method, label, seed, rows[-1]["dice_overall"])
+        for key in dict.fromkeys(METHODS[m].pretraining for _, _, m in runs_per_seed if METHODS[m].pretraining):
+            checkpoints[key], ssl_seconds[key] = pretrain(args, data_path, work, key, seed, heldout)
+            accuracy = final_metric(checkpoints[key].parent.parent, "val_position_accuracy")
+            ssl_rows.append({"pretraining": key, "seed": seed, "val_accuracy": accuracy, "ssl_seconds": ssl_seconds[key],
+                             "val_mse_masked": final_metric(checkpoints[key].parent.parent, "val_mse_masked")})
+        predictions_of = {}
+        for n, label, method in runs_per_seed:
+            spec = METHODS[method]
+            last, seconds = finetune(args, data_path, work, method, n, seed, checkpoints[spec.pretraining])
+            run_dir = last.parent.parent
+            baseline = BASELINE[method]
+            summaries, evaluations = [], []
+            for split in args.score_splits:
+                compare = predictions_of.get((n, baseline, split)) if baseline != method else None
+                summary, predictions = predict_and_evaluate(args, data_path, run_dir, last, seed, split, compare)
+                predictions_of[(n, method, split)] = predictions
+                summaries.append(summary)
+                evaluations.append(run_dir / f"evaluation-{split}")
+            counts_of[(method, n, seed)] = video_counts(evaluations, args.score_splits)
+            row = {
+                "dataset": name, "method": method, "n": n, "n_label": label, "seed": seed,
+                "weak_seconds": round(seconds, 1), "ssl_seconds": round(ssl_seconds.get(spec.pretraining, 0.0), 1),
+                **summary_row(summaries[0]),
+            }
+            if len(summaries) > 1:  # several splits: the row's Dice is the pooled one (no per-run interval)
+                row.update({f"dice_{k}": v for k, v in pooled_dice(counts_of[(method, n, seed)]).items()})
+                row["test_videos"] = len(counts_of[(method, n, seed)])
+            rows.append(row)
+            log.info("%s n=%s seed %d: Dice %.4f", method, label, seed, row["dice_overall"])
 
     table = pd.DataFrame(rows)
+    paired_rows = []
+    for (n, label, method) in runs_per_seed:
+        baseline = BASELINE[method]
+        if baseline == method:
+            continue
+        ours = [counts_of[(method, n, s)] for s in args.seeds]
+        theirs = [counts_of[(baseline, n, s)] for s in args.seeds]
+        difference = paired_over_seeds(ours, theirs, args.samples, args.seeds[0])
+        paired_rows.append({
+            "dataset": name, "n": n, "n_label": label, "method": method, "baseline": baseline, "seeds": len(args.seeds),
+            "videos": len(ours[0]), "dice": pooled_dice(sum(ours))["overall"], "baseline_dice": pooled_dice(sum(theirs))["overall"],
+            **{f"diff_{key}": block["difference"] for key, block in difference.items()},
+            **{f"diff_{key}_low": block["low"] for key, block in difference.items()},
+            **{f"diff_{key}_high": block["high"] for key, block in difference.items()},
+            **{f"diff_{key}_fraction_le_0": block["fraction_le_0"] for key, block in difference.items()},
+        })
+    paired = pd.DataFrame(paired_rows)
+    pretext = pd.DataFrame()
+    if ssl_rows:
+        ssl = pd.DataFrame(ssl_rows)
+        pretext = ssl.groupby("pretraining", sort=False).agg(val_accuracy=("val_accuracy", "mean"), ssl_seconds=("ssl_seconds", "mean"),
+                                                              val_mse_masked=("val_mse_masked", "mean")).reset_index()
+        baselines = []
+        for key in pretext["pretraining"]:
+            spec = PRETRAININGS[key]
+            baselines.append(
+                pretext_baselines(data_path, spec, 20, args.frames, args.size) if spec.pretext == "anatomical_position"
+                else {"classes": 0, "videos": 0, "lv_geometry_share": float("nan"), "majority_accuracy": float("nan"), "fan_only_accuracy": float("nan")}
+            )
+        pretext = pd.concat([pretext, pd.DataFrame(baselines)], axis=1)
+
     stem = results / f"low_label-{name}"
     write_csv(table, stem.with_suffix(".csv"))
+    write_csv(paired, stem.parent / f"{stem.name}-paired.csv")
+    if len(pretext):
+        write_csv(pretext, stem.parent / f"{stem.name}-pretext.csv")
     wall = time.perf_counter() - started
+    scored = " + ".join(s.upper() for s in args.score_splits)
     settings = (
         f"encoder {args.encoder}" + (f" (width {args.width})" if args.width else "")
+        + (f", input {args.size[0]}x{args.size[1]}" if args.size else "")
         + f", {args.frames} frames, batch {args.batch_size}, lr {args.lr}, weak budget {args.budget_steps} steps, "
-        f"SSL {args.ssl_steps} steps on all {available} training videos (labels unused), seeds {args.seeds}; "
-        f"last checkpoint of each run predicts the test split ({int(table['test_videos'].iloc[0])} videos)"
+        f"pre-training {args.ssl_steps} steps (x4 for the long variant) on "
+        + ("every video of the folder (VAL/TEST pixels as unlabelled videos)" if args.ssl_videos == "all" else f"the {available} traced and all untraced training videos")
+        + f" (labels unused), seeds {args.seeds}; last checkpoint of each run scored on {scored} "
+        f"({int(table['test_videos'].iloc[0])} traced videos)"
     )
+    main_methods = {*args.methods, *(BASELINE[m] for m in args.methods)}
+    variant_methods = {*args.variants, *(BASELINE[m] for m in args.variants)}
+    main_rows = table[table["n"].isin([n for n, _ in counts]) & table["method"].isin(main_methods)]
+    variant_rows = table[table["n"].isin([n for n, _ in variant_counts]) & table["method"].isin(variant_methods)]
     text = (
         f"# Low-label benchmark: {name}\n\n"
         f"Data: `{portable_path(data_path)}`. Command: `python -m benchmarks.low_label {' '.join(sys.argv[1:])}`.\n\n"
         f"Settings: {settings}.\n\n"
-        f"{markdown_table(table, args.seeds)}\n"
-        f"Wall time of this invocation: {wall / 60:.1f} min (stages finished by an earlier invocation are reused; "
+        "## Dice per method and n\n\n"
+        f"{markdown_table(main_rows, args.seeds)}\n"
+        + (f"## Variants at n = {variant_counts[0][1]}\n\n{markdown_table(variant_rows, args.seeds)}\n" if len(variant_rows) else "")
+        + "## Paired differences\n\n"
+        "Pooled: each video's pixel counts summed over the seeds, then Dice(method) − Dice(baseline) with a paired "
+        f"bootstrap over the {scored} videos ({args.samples} resamples); per seed: `evaluate_bootstrap.py --compare`"
+        + (" on TEST." if len(args.score_splits) == 1 else f" on {args.score_splits[0].upper()} only.") + "\n\n"
+        f"{paired_table(paired, table)}\n"
+        + (
+            "## The position pretext itself\n\n"
+            "Pretext accuracy: `val_position_accuracy` at the end of pre-training (pixels of the frame whose class is right). "
+            "Commonest class / fan-only map: the accuracy of predicting the commonest class everywhere, or the class map "
+            "of the fan-only fall-back geometry (no LV), on the first clip of 20 validation videos.\n\n"
+            f"{pretext_table(pretext)}\n" if len(pretext) else ""
+        )
+        + f"Wall time of this invocation: {wall / 60:.1f} min (stages finished by an earlier invocation are reused; "
         "the seconds columns are each stage's own time when it ran).\n"
     )
     write_text(text, stem.with_suffix(".md"))
     plot(table, stem.with_suffix(".png"), f"{name}: weak segmentation vs labelled videos")
     print(text)
-    print(f"wrote {stem}.md, .csv, .png")
+    print(f"wrote {stem}.md, .csv, -paired.csv, .png")
     return 0
 
 

@@ -324,3 +324,43 @@ def test_train_ssl_anatomical_position_end_to_end(tiny_phantom, tmp_path):
     weak = WeakSegmentationTask(checkpoint=str(best), **TINY)
     assert weak.transfer_report.source_task == "anatomical_position"
     assert len(weak.transfer_report.loaded) > 0 and "head.weight" in weak.transfer_report.skipped
+
+
+def test_polar_grid_classes_at_hand_placed_points():
+    # Axis straight down (angle 0): along = dy / half_length, across = dx / half_width.
+    sector = np.ones((112, 112), dtype=bool)
+    geometry = PositionGeometry(centre=(50.0, 40.0), axis_angle=0.0, half_length=20.0, half_width=10.0)
+    classes = position_map(sector, geometry, position_grid="polar", rings=3, sectors=8)
+    # Ring edges at normalised radius 0.5 and 1; sectors of 45 degrees counted from the
+    # transducer end of the axis (up), turning towards -across (the image's left), then down.
+    #   (x, y): along, across -> ring, sector -> class 1 + ring * 8 + sector
+    expected = {
+        (50, 45): 1 + 0 * 8 + 4,  # along +0.25 (towards the base): radius 0.25, straight away from the transducer
+        (50, 25): 1 + 1 * 8 + 0,  # along -0.75: towards the transducer, radius 0.75
+        (50, 80): 1 + 2 * 8 + 4,  # along +2: beyond the LV
+        (57, 40): 1 + 1 * 8 + 6,  # across +0.7: the image's right
+        (43, 40): 1 + 1 * 8 + 2,  # across -0.7: the image's left
+        (47, 37): 1 + 0 * 8 + 1,  # along -0.15, across -0.3: 63 degrees from up towards the left
+        (53, 37): 1 + 0 * 8 + 6,  # along -0.15, across +0.3: 63 degrees from up towards the right (297 degrees)
+    }
+    for (x, y), value in expected.items():
+        assert classes[y, x] == value, (x, y)
+    assert set(np.unique(classes)) == set(range(1, 25))
+
+
+def test_polar_grid_rotates_with_the_frame_and_sets_the_class_count():
+    sector = fan_mask()
+    geometry = PositionGeometry(centre=(61.5, 47.5), axis_angle=math.radians(12), half_length=30.0, half_width=13.0)
+    classes = position_map(sector, geometry, position_grid="polar", rings=2, sectors=6)
+    ux, uy = geometry.direction
+    turned = PositionGeometry(centre=(geometry.centre[1], sector.shape[1] - 1 - geometry.centre[0]), axis_angle=math.atan2(uy, -ux),
+                              half_length=30.0, half_width=13.0)
+    rotated = position_map(np.rot90(sector), turned, position_grid="polar", rings=2, sectors=6)
+    assert (rotated == np.rot90(classes)).mean() > 0.995
+    assert classes.max() <= 12 and AnatomicalTargets(position_grid="polar", rings=2, sectors=6).n_classes == 13
+    task = AnatomicalPositionTask(position_grid="polar", rings=2, sectors=6, **TINY)
+    assert task.network(torch.zeros(1, 3, 32, 32, 16)).shape[1] == 13
+    with pytest.raises(UserError, match="--position_grid"):
+        AnatomicalTargets(position_grid="rings")
+    with pytest.raises(UserError, match="--rings"):
+        position_map(sector, geometry, position_grid="polar", rings=0)

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from unilvseg.errors import UserError
 from unilvseg.tasks.ssl import TemporalMaskingTask
 from unilvseg.tasks.weak import WeakSegmentationTask, soft_dice_loss
 
@@ -376,3 +377,33 @@ def test_masking_validation_logs_clip_weighted_losses(tmp_path):
         masked.append(float(square[hidden].mean()))
     assert result["val_loss"] == pytest.approx((2 * losses[0] + losses[1]) / 3, rel=1e-5)
     assert result["val_mse_masked"] == pytest.approx((2 * masked[0] + masked[1]) / 3, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- linear probe
+
+
+def test_trainable_head_moves_only_the_head_and_keeps_the_body_in_eval_mode():
+    torch.manual_seed(0)
+    task = WeakSegmentationTask(**TINY, trainable="head", lr=0.05, warmup_steps=1, schedule="constant")
+    before = {name: p.detach().clone() for name, p in task.network.named_parameters()}
+    optimizer = task.configure_optimizers()
+    assert sum(p.numel() for group in optimizer.param_groups for p in group["params"]) == sum(
+        p.numel() for p in task.network.head.parameters()
+    )
+    task.train()
+    assert task.network.head.training and not task.network.encoder.training and not task.network.decoder.training
+    mask = torch.zeros(2, 1, 32, 32, 16)
+    mask[:, :, 8:24, 10:22] = 1
+    labelled = torch.zeros(2, 16, dtype=torch.bool)
+    labelled[:, [3, 9]] = True
+    batch = {"video": torch.randn(2, 3, 32, 32, 16), "mask": mask, "labelled": labelled}
+    for _ in range(3):
+        loss, _ = task.compute_loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    moved = {name for name, p in task.network.named_parameters() if not torch.equal(p, before[name])}
+    assert moved == {name for name, _ in task.network.named_parameters() if name.startswith("head.")}
+    assert WeakSegmentationTask(**TINY).network.encoder.training  # the default trains everything
+    with pytest.raises(UserError, match="--trainable"):
+        WeakSegmentationTask(**TINY, trainable="decoder")

@@ -69,6 +69,10 @@ def ssl_parser() -> ArgumentParser:
                        "--resume continues a run exactly")
     group.add_argument("--along_bins", type=int, default=4, help="anatomical_position: position bins along the LV axis")
     group.add_argument("--across_bins", type=int, default=4, help="anatomical_position: position bins across the LV axis")
+    group.add_argument("--position_grid", type=str, default="cartesian",
+                       help="anatomical_position: cartesian (--along_bins x --across_bins tiles) or polar (--rings x --sectors around the LV centre)")
+    group.add_argument("--rings", type=int, default=3, help="anatomical_position, polar grid: radial bands (the last one beyond the LV)")
+    group.add_argument("--sectors", type=int, default=8, help="anatomical_position, polar grid: equal angular sectors")
     add_size_flag(group)
     parser.set_defaults(epochs=3)
     add_schedule_flags(parser)
@@ -94,6 +98,8 @@ def weak_parser() -> ArgumentParser:
                        help="use only this fraction (0-1] of the labelled training videos: round(fraction x n), same seeded subset rule as --train_videos")
     group.add_argument("--pretrained_type", type=str, default="pl_full",
                        help="with --checkpoint: pl_full (the whole network) or encoder (only the encoder's tensors)")
+    group.add_argument("--trainable", type=str, default="all",
+                       help="all, or head: train only the output block on frozen features (a linear probe with a 1x1x1 head)")
     add_schedule_flags(parser)
     add_size_flag(group)
     return parser
@@ -242,6 +248,9 @@ def build_ssl(args: Namespace):
         across_bins=args.across_bins,
         mask_ratio=args.mask_ratio,
         reconstruction_weight=args.reconstruction_weight,
+        position_grid=args.position_grid,
+        rings=args.rings,
+        sectors=args.sectors,
         **network_kwargs(args),
     )
     _initialise_from(task, args)
@@ -269,7 +278,7 @@ def build_weak(args: Namespace):
         raise UserError("give --train_videos (a count) or --pct_train (a fraction), not both")
     if args.pct_train is not None and not 0.0 < args.pct_train <= 1.0:
         raise UserError(f"--pct_train must be in (0, 1], got {args.pct_train}")
-    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, pretrained_type=args.pretrained_type, **network_kwargs(args))
+    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, pretrained_type=args.pretrained_type, trainable=args.trainable, **network_kwargs(args))
     subset = dict(train_videos=args.train_videos, train_fraction=args.pct_train, subset_seed=args.seed)
     if args.labels == "tracings":
         return task, build_datamodule(args, "weak", **subset)

@@ -20,6 +20,9 @@ come from the echo itself, label-free:
    basal half, beyond the base; the same across), inside the fan; class 0 outside the fan.
    Every pixel gets exactly one class, and the map is equivariant to rotations of the frame
    (it is defined only by the centre and axis, which rotate with the image).
+   ``position_grid="polar"`` tiles the same frame of reference in rings and sectors around the
+   LV centre instead: ``rings`` bands of normalised radius (the inner ones tile the LV ellipse,
+   the last one is everything beyond it) times ``sectors`` equal angles.
 
 The network predicts each pixel's class (``out_channels = 1 + along_bins*across_bins``) with
 cross-entropy. One map per clip (the geometry is estimated once per video and cached); the
@@ -110,6 +113,28 @@ def bin_edges(bins: int) -> np.ndarray:
     return np.linspace(-1.0, 1.0, bins - 1)
 
 
+POSITION_GRIDS = ("cartesian", "polar")
+
+
+def ring_edges(rings: int) -> np.ndarray:
+    """Interior ring edges in normalised radius (1 = the LV ellipse): the inner rings tile [0, 1]
+    evenly, the last is open. 1 ring -> none; 2 -> 1; 3 -> 0.5, 1."""
+    if rings < 1:
+        raise UserError(f"--rings must be >= 1, got {rings}")
+    return np.linspace(0.0, 1.0, rings)[1:]
+
+
+def grid_bins(position_grid: str = "cartesian", along_bins: int = 4, across_bins: int = 4, rings: int = 3, sectors: int = 8) -> tuple[int, int]:
+    """The two bin counts of a position grid: (along, across) or (rings, sectors)."""
+    if position_grid not in POSITION_GRIDS:
+        raise UserError(f"--position_grid {position_grid!r}: expected one of {', '.join(POSITION_GRIDS)}")
+    if position_grid == "polar":
+        if rings < 1 or sectors < 1:
+            raise UserError(f"--rings {rings} / --sectors {sectors}: need at least 1 of each")
+        return rings, sectors
+    return along_bins, across_bins
+
+
 def n_position_classes(along_bins: int, across_bins: int) -> int:
     """Classes of a position map: the grid tiles plus background (class 0)."""
     count = 1 + along_bins * across_bins
@@ -121,17 +146,24 @@ def n_position_classes(along_bins: int, across_bins: int) -> int:
     return count
 
 
-def position_map(sector_mask: np.ndarray, geometry: PositionGeometry, along_bins: int = 4, across_bins: int = 4) -> np.ndarray:
+def position_map(
+    sector_mask: np.ndarray, geometry: PositionGeometry, along_bins: int = 4, across_bins: int = 4,
+    position_grid: str = "cartesian", rings: int = 3, sectors: int = 8,
+) -> np.ndarray:
     """uint8 (H, W) class map: 0 outside the fan, ``1 + along*across_bins + across`` inside.
 
     ``along`` counts from the transducer end of the long axis; ``across`` from the side that is
     on the image's left when the axis points down. The tiles are bounded in units of the LV's
     semi-axes, and the outermost bins extend to infinity so every fan pixel has a tile.
+    ``position_grid="polar"``: ``1 + ring*sectors + sector``, rings of normalised radius
+    (:func:`ring_edges`) and sectors of equal angle counted from the transducer end of the axis,
+    turning first towards negative ``across``.
     """
+    first_bins, second_bins = grid_bins(position_grid, along_bins, across_bins, rings, sectors)
     sector_mask = np.asarray(sector_mask, dtype=bool)
     if sector_mask.ndim != 2:
         raise UserError(f"sector mask must be (H, W), got shape {sector_mask.shape}")
-    n_position_classes(along_bins, across_bins)
+    n_position_classes(first_bins, second_bins)
     if not (geometry.half_length > 0 and geometry.half_width > 0):
         raise UserError(f"position geometry needs positive semi-axes, got {geometry.half_length}, {geometry.half_width}")
     height, width = sector_mask.shape
@@ -142,9 +174,15 @@ def position_map(sector_mask: np.ndarray, geometry: PositionGeometry, along_bins
     # down; a rotation of the image turns both together, so the map rotates with it.
     along = (dx * ux + dy * uy) / geometry.half_length
     across = (dx * uy - dy * ux) / geometry.half_width
-    along_bin = np.searchsorted(bin_edges(along_bins), along, side="right")
-    across_bin = np.searchsorted(bin_edges(across_bins), across, side="right")
-    classes = 1 + along_bin * across_bins + across_bin
+    if position_grid == "polar":
+        first = np.searchsorted(ring_edges(rings), np.hypot(along, across), side="right")
+        # Angle from the transducer end of the axis (along < 0), turning towards negative across.
+        angle = np.mod(np.arctan2(across, along) + np.pi, 2 * np.pi)
+        second = np.minimum((angle / (2 * np.pi / sectors)).astype(np.int64), sectors - 1)
+    else:
+        first = np.searchsorted(bin_edges(along_bins), along, side="right")
+        second = np.searchsorted(bin_edges(across_bins), across, side="right")
+    classes = 1 + first * second_bins + second
     return np.where(sector_mask, classes, 0).astype(np.uint8)
 
 
@@ -226,9 +264,11 @@ class AnatomicalTargets:
     path and frame size; each clip then only copies its map. ``cache=False`` re-estimates per clip.
     """
 
-    def __init__(self, along_bins: int = 4, across_bins: int = 4, cache: bool = True):
-        self.n_classes = n_position_classes(along_bins, across_bins)
-        self.along_bins, self.across_bins = along_bins, across_bins
+    def __init__(
+        self, along_bins: int = 4, across_bins: int = 4, cache: bool = True, position_grid: str = "cartesian", rings: int = 3, sectors: int = 8
+    ):
+        self.n_classes = n_position_classes(*grid_bins(position_grid, along_bins, across_bins, rings, sectors))
+        self.grid = {"along_bins": along_bins, "across_bins": across_bins, "position_grid": position_grid, "rings": rings, "sectors": sectors}
         self.cache = cache
         self._maps: dict[tuple, tuple[np.ndarray, PositionGeometry]] = {}
 
@@ -237,7 +277,7 @@ class AnatomicalTargets:
         if self.cache and key in self._maps:
             return self._maps[key]
         geometry, sector = estimate_geometry(frames)
-        result = (position_map(sector.mask, geometry, self.along_bins, self.across_bins), geometry)
+        result = (position_map(sector.mask, geometry, **self.grid), geometry)
         if self.cache:
             self._maps[key] = result
         return result
@@ -318,10 +358,13 @@ class AnatomicalPositionTask(ClipTask):
         reconstruction_weight: float = 0.0,
         mask_ratio: float = 0.6,
         loss_on: str = "all",
+        position_grid: str = "cartesian",
+        rings: int = 3,
+        sectors: int = 8,
         **network,
     ):
         network.pop("out_channels", None)
-        n_classes = n_position_classes(along_bins, across_bins)
+        n_classes = n_position_classes(*grid_bins(position_grid, along_bins, across_bins, rings, sectors))
         if not (reconstruction_weight >= 0 and math.isfinite(reconstruction_weight)):
             raise UserError(f"--reconstruction_weight must be a finite number >= 0, got {reconstruction_weight}")
         if loss_on not in LOSS_ON:
@@ -331,7 +374,7 @@ class AnatomicalPositionTask(ClipTask):
         # Only checked when used: pure position training ignores --mask_ratio.
         self.masked_count = masked_frame_count(self.hparams.frames, mask_ratio) if reconstruction_weight > 0 else 0
         self.save_hyperparameters()
-        self.targets = AnatomicalTargets(along_bins, across_bins)
+        self.targets = AnatomicalTargets(along_bins, across_bins, position_grid=position_grid, rings=rings, sectors=sectors)
 
     def data_targets(self) -> dict:
         """Keyword arguments for :class:`~unilvseg.data.dataset.EchoNetDataModule` (one shared cache)."""

@@ -176,7 +176,7 @@ class ClipTask(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay,
+            [p for p in self.parameters() if p.requires_grad], lr=hp.lr, weight_decay=hp.weight_decay,
             betas=tuple(hp.get("betas", (0.9, 0.999))), amsgrad=bool(hp.get("amsgrad", False)),
         )
         schedule = hp.get("schedule", "warmup_cosine")

@@ -70,20 +70,26 @@ class SegmentationLoss(torch.nn.Module):
         return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
 
 
+TRAINABLE = ("all", "head")
+
+
 class WeakSegmentationTask(ClipTask):
     """Segmentation trained only where ``batch["labelled"]`` is true (the traced frames).
 
     Validation reports pooled Dice on traced frames: ``val_dice`` (both phases), ``val_dice_ed``
     and ``val_dice_es``. ``checkpoint`` initialises the network from a pre-training checkpoint
     (every tensor whose name and shape match, or only the encoder's with
-    ``pretrained_type="encoder"``; the report says what was skipped).
+    ``pretrained_type="encoder"``; the report says what was skipped). ``trainable="head"``
+    trains only the network's output block on frozen features: with a 1x1x1 head (e.g.
+    ``3d_unet_tiny``) that is a linear probe of what the initialisation learned.
     """
 
     task_name = "weak_segmentation"
     monitor = "val_dice"
 
     def __init__(
-        self, loss: list[str] | tuple[str, ...] = LOSSES, checkpoint: str | None = None, pretrained_type: str = "pl_full", **network
+        self, loss: list[str] | tuple[str, ...] = LOSSES, checkpoint: str | None = None, pretrained_type: str = "pl_full",
+        trainable: str = "all", **network
     ):
         network.pop("out_channels", None)
         super().__init__(out_channels=1, **network)
@@ -92,6 +98,23 @@ class WeakSegmentationTask(ClipTask):
         # Frame-weighted mean of the validation loss, reduced over ranks with the Dice sums.
         self.val_loss_mean = torchmetrics.MeanMetric()
         self.transfer_report = load_pretrained(self.network, checkpoint, pretrained_type=pretrained_type) if checkpoint else None
+        if trainable not in TRAINABLE:
+            raise UserError(f"--trainable {trainable!r}: expected one of {', '.join(TRAINABLE)}")
+        if trainable == "head":
+            if getattr(self.network, "head", None) is None:
+                raise UserError(f"--trainable head: network {network.get('encoder')!r} has no separate output block")
+            for name, parameter in self.network.named_parameters():
+                parameter.requires_grad_(name.startswith("head."))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.hparams.get("trainable", "all") == "head":
+            # A probe reads fixed features: the frozen body's normalisation statistics and
+            # dropout must not change with training either.
+            for name, module in self.network.named_children():
+                if name != "head":
+                    module.eval()
+        return self
 
     def labelled_frames(self, batch: dict, logits: torch.Tensor):
         """Logits and targets (N, H, W) of the labelled frames only."""
