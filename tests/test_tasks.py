@@ -250,3 +250,19 @@ def test_missing_checkpoint_file_is_a_clear_error(tiny_phantom, tmp_path, capsys
 
     assert main_weak(tiny_cli(tiny_phantom, tmp_path / "run", "--checkpoint", str(tmp_path / "nope.ckpt"))) == 2
     assert "nope.ckpt" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("parser_name", ["weak_parser", "ssl_parser"])
+def test_batch_limits_read_whole_numbers_as_counts_and_fractions_as_shares(parser_name):
+    # Lightning reads an int as a number of batches and a float as a share of the epoch:
+    # "--limit_val_batches 1" must be one batch, not 1.0 (every batch).
+    import unilvseg.cli.train as train_cli
+
+    parser = getattr(train_cli, parser_name)()
+    for flag in ("--limit_val_batches", "--limit_train_batches", "--val_check_interval"):
+        one = getattr(parser.parse_args([flag, "1"]), flag[2:])
+        assert one == 1 and isinstance(one, int), flag
+        whole = getattr(parser.parse_args([flag, "1.0"]), flag[2:])
+        assert whole == 1.0 and isinstance(whole, float), flag
+        assert getattr(parser.parse_args([flag, "0.25"]), flag[2:]) == 0.25
+    assert isinstance(parser.parse_args([]).val_check_interval, float)  # default: once per epoch
