@@ -12,7 +12,7 @@ since every other method is compared with it:
   paired bootstrap over videos (the same function), so the interval covers the test-video
   sample; the per-seed differences show what the seed adds.
 
-Each pre-training runs once per seed (``--ssl_steps`` steps, ``x4`` for the budget variant) and
+Each pre-training runs once per seed (``--ssl_steps`` steps, x4 and x16 for the budget variants) and
 serves every n and every method that starts from it. The last checkpoint of each weak run
 (fixed budget, no selection on validation) predicts the scored splits (``--score_splits``).
 Why a pretext transfers or not is measured alongside: the pretext's own validation accuracy
@@ -70,6 +70,7 @@ PRETRAININGS = {
     "ap_polar": Pretraining("anatomical_position", ("--position_grid", "polar", "--rings", "3", "--sectors", "8")),
     "ap_multitask": Pretraining("anatomical_position", ("--reconstruction_weight", "1.0")),
     "ap_long": Pretraining("anatomical_position", (), steps_factor=4),
+    "ap_xlong": Pretraining("anatomical_position", (), steps_factor=16),
 }
 PROBE = ("--trainable", "head")
 METHODS = {
@@ -81,12 +82,13 @@ METHODS = {
     "ap_polar": Method("anatomical-position, 3 rings x 8 sectors", "ap_polar"),
     "ap_multitask": Method("anatomical-position + reconstruction (multi-task)", "ap_multitask"),
     "ap_long": Method("anatomical-position, 4x pre-training steps", "ap_long"),
+    "ap_xlong": Method("anatomical-position, 16x pre-training steps", "ap_xlong"),
     "probe_scratch": Method("linear probe: random features", None, PROBE),
     "probe_temporal_masking": Method("linear probe: temporal-masking features", "tm", PROBE),
     "probe_anatomical_position": Method("linear probe: anatomical-position features", "ap", PROBE),
 }
 MAIN_METHODS = ("scratch", "temporal_masking", "anatomical_position")
-VARIANTS = ("ap_encoder_only", "ap_grid8", "ap_polar", "ap_multitask", "ap_long", "probe_scratch", "probe_temporal_masking", "probe_anatomical_position")
+VARIANTS = ("ap_encoder_only", "ap_grid8", "ap_polar", "ap_multitask", "ap_long", "ap_xlong", "probe_scratch", "probe_temporal_masking", "probe_anatomical_position")
 # A probe is compared with the random-feature probe, every other method with training from scratch.
 BASELINE = {name: ("probe_scratch" if name.startswith("probe_") else "scratch") for name in METHODS}
 LABELS = {name: method.label for name, method in METHODS.items()}
@@ -533,7 +535,7 @@ def run(args) -> int:
         f"encoder {args.encoder}" + (f" (width {args.width})" if args.width else "")
         + (f", input {args.size[0]}x{args.size[1]}" if args.size else "")
         + f", {args.frames} frames, batch {args.batch_size}, lr {args.lr}, weak budget {args.budget_steps} steps, "
-        f"pre-training {args.ssl_steps} steps (x4 for the long variant) on "
+        f"pre-training {args.ssl_steps} steps (x4 and x16 for the long variants) on "
         + ("every video of the folder (VAL/TEST pixels as unlabelled videos)" if args.ssl_videos == "all" else f"the {available} traced and all untraced training videos")
         + f" (labels unused), seeds {args.seeds}; last checkpoint of each run scored on {scored} "
         f"({int(table['test_videos'].iloc[0])} traced videos)"
