@@ -61,6 +61,8 @@ class Method:
     label: str
     pretraining: str | None = None  # key of PRETRAININGS; None = random initialisation
     weak_flags: tuple[str, ...] = field(default=())
+    weak_steps_factor: int = 1  # x --budget_steps
+    baseline: str = "scratch"  # what it is compared with (same n, seeds and test videos)
 
 
 PRETRAININGS = {
@@ -83,14 +85,20 @@ METHODS = {
     "ap_multitask": Method("anatomical-position + reconstruction (multi-task)", "ap_multitask"),
     "ap_long": Method("anatomical-position, 4x pre-training steps", "ap_long"),
     "ap_xlong": Method("anatomical-position, 16x pre-training steps", "ap_xlong"),
-    "probe_scratch": Method("linear probe: random features", None, PROBE),
-    "probe_temporal_masking": Method("linear probe: temporal-masking features", "tm", PROBE),
-    "probe_anatomical_position": Method("linear probe: anatomical-position features", "ap", PROBE),
+    "probe_scratch": Method("linear probe: random features", None, PROBE, baseline="probe_scratch"),
+    "probe_temporal_masking": Method("linear probe: temporal-masking features", "tm", PROBE, baseline="probe_scratch"),
+    "probe_anatomical_position": Method("linear probe: anatomical-position features", "ap", PROBE, baseline="probe_scratch"),
+    # The weak budget itself: 5x the steps, each compared with scratch at 5x.
+    "scratch_5x": Method("from scratch, 5x weak steps", None, weak_steps_factor=5, baseline="scratch_5x"),
+    "temporal_masking_5x": Method("temporal-masking SSL, 5x weak steps", "tm", weak_steps_factor=5, baseline="scratch_5x"),
+    "anatomical_position_5x": Method("anatomical-position SSL, 5x weak steps", "ap", weak_steps_factor=5, baseline="scratch_5x"),
 }
 MAIN_METHODS = ("scratch", "temporal_masking", "anatomical_position")
-VARIANTS = ("ap_encoder_only", "ap_grid8", "ap_polar", "ap_multitask", "ap_long", "ap_xlong", "probe_scratch", "probe_temporal_masking", "probe_anatomical_position")
-# A probe is compared with the random-feature probe, every other method with training from scratch.
-BASELINE = {name: ("probe_scratch" if name.startswith("probe_") else "scratch") for name in METHODS}
+VARIANTS = (
+    "ap_encoder_only", "ap_grid8", "ap_polar", "ap_multitask", "ap_long", "ap_xlong",
+    "probe_scratch", "probe_temporal_masking", "probe_anatomical_position", "temporal_masking_5x", "anatomical_position_5x",
+)
+BASELINE = {name: method.baseline for name, method in METHODS.items()}
 LABELS = {name: method.label for name, method in METHODS.items()}
 
 
@@ -182,7 +190,8 @@ def finetune(args, data_path: Path, work: Path, method: str, n: int, seed: int, 
     from unilvseg.cli.train import main_weak
 
     run_dir = work / f"weak-{method}-n{n}-seed{seed}"
-    flags = train_flags(args, data_path, run_dir, seed, args.budget_steps) + ["--train_videos", str(n), *METHODS[method].weak_flags]
+    spec = METHODS[method]
+    flags = train_flags(args, data_path, run_dir, seed, args.budget_steps * spec.weak_steps_factor) + ["--train_videos", str(n), *spec.weak_flags]
     if checkpoint is not None:
         flags += ["--checkpoint", str(checkpoint)]
     return run_stage(run_dir, {"flags": flags}, lambda: main_weak(flags), "checkpoints/last.ckpt")
@@ -426,7 +435,7 @@ def plan(args, counts: list[tuple[int, str]], variant_counts: list[tuple[int, st
         for method in methods:
             wanted.setdefault((n, method), label)
             wanted.setdefault((n, BASELINE[method]), label)
-    order = {name: i for i, name in enumerate(["scratch", "probe_scratch", *METHODS])}
+    order = {name: i for i, name in enumerate(dict.fromkeys(["scratch", "probe_scratch", "scratch_5x", *METHODS]))}
     return [(n, label, method) for (n, method), label in sorted(wanted.items(), key=lambda item: (item[0][0], order[item[0][1]]))]
 
 

@@ -86,3 +86,30 @@ def test_dice_plot_is_written(low_label, tmp_path):
     image = cv2.imread(str(path))
     assert image is not None and image.shape[0] > 200
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_plan_runs_each_baseline_before_what_is_compared_with_it(low_label):
+    args = low_label.build_parser().parse_args(["--n", "2", "8", "--variants", "probe_anatomical_position", "anatomical_position_5x"])
+    runs = low_label.plan(args, low_label.resolve_counts(args.n, 30), low_label.resolve_counts(["4"], 30))
+    assert [(n, m) for n, _, m in runs if n == 2] == [(2, "scratch"), (2, "temporal_masking"), (2, "anatomical_position")]
+    at_four = [m for n, _, m in runs if n == 4]
+    assert set(at_four) == {"probe_scratch", "probe_anatomical_position", "scratch_5x", "anatomical_position_5x"}
+    for method in at_four:
+        assert at_four.index(low_label.BASELINE[method]) <= at_four.index(method)
+
+
+def test_paired_difference_pools_each_videos_counts_over_seeds(low_label):
+    def counts(rows):  # rows: (intersection, predicted, true) for ED and ES of each video
+        columns = ["IntersectionED", "PredAreaED", "TrueAreaED", "IntersectionES", "PredAreaES", "TrueAreaES"]
+        return pd.DataFrame(rows, columns=columns, index=pd.Index(["a", "b"], name="FileName"))
+
+    ours = [counts([[8, 10, 10, 4, 5, 5], [9, 10, 10, 3, 5, 5]]), counts([[10, 10, 10, 5, 5, 5], [7, 10, 10, 4, 5, 5]])]
+    theirs = [counts([[5, 10, 10, 2, 5, 5], [5, 10, 10, 2, 5, 5]]), counts([[5, 10, 10, 2, 5, 5], [5, 10, 10, 2, 5, 5]])]
+    # Pooled by hand: ours 2*(34+16)/(80+40) = 100/120, theirs 2*(20+8)/120 = 56/120.
+    result = low_label.paired_over_seeds(ours, [theirs[1], theirs[0]], samples=200, seed=0)
+    assert result["overall"]["difference"] == pytest.approx(44 / 120)
+    assert result["ed"]["difference"] == pytest.approx(2 * 34 / 80 - 2 * 20 / 80)
+    assert result["overall"]["low"] <= 44 / 120 <= result["overall"]["high"]
+    assert low_label.pooled_dice(sum(ours))["es"] == pytest.approx(2 * 16 / 40)
+    with pytest.raises(UserError, match="same videos"):
+        low_label.paired_over_seeds(ours, [counts([[1, 1, 1, 1, 1, 1]] * 2).rename(index={"b": "c"})] * 2, samples=10, seed=0)
