@@ -288,3 +288,203 @@ def test_find_beats_without_enough_frames_or_a_usable_fps():
     areas, expected = area_curve([0.2, 1.0, 1.8, 2.6, 3.4], 200)
     for fps in (None, 0, float("nan"), -30.0):
         assert find_beats(areas, fps=fps).beats == find_beats(areas, fps=50).beats
+
+
+# -- Mutation-testing additions (issue 17): hand-built curves whose beats are known by construction.
+
+
+def knot_curve(knots, n_frames):
+    """Piecewise-linear curve through (frame, value) knots, held flat past the last one."""
+    frames, values = zip(*knots)
+    return np.interp(np.arange(n_frames), frames, values)
+
+
+def plain_heart_period(curve, fps):
+    """heart_period written out plainly: np.corrcoef at each lag of the linearly detrended curve,
+    the first local maximum within 0.8 of the best, parabolic interpolation."""
+    curve = np.asarray(curve, dtype=np.float64)
+    n = curve.size
+    low = max(2, int(np.floor(0.3 * fps)))
+    high = min(int(np.ceil(2.0 * fps)), n // 2)
+    t = np.arange(n)
+    x = curve - np.polyval(np.polyfit(t, curve, 1), t)
+    r = {lag: np.corrcoef(x[: n - lag], x[lag:])[0, 1] for lag in range(low - 1, high + 2)}
+    peaks = [lag for lag in range(low, high + 1) if r[lag] >= r[lag - 1] and r[lag] > r[lag + 1]]
+    best = max(r[lag] for lag in peaks)
+    assert best >= 0.3
+    first = next(lag for lag in peaks if r[lag] >= 0.8 * best)
+    left, centre, right = r[first - 1], r[first], r[first + 1]
+    return first + 0.5 * (left - right) / (left - 2 * centre + right)
+
+
+def test_heart_period_equals_a_plain_loop_over_lags():
+    rng = np.random.default_rng(17)
+    t = np.arange(240)
+    # Noise, a quadratic drift (linear detrending leaves part of it) and a non-integer period.
+    drifting = 1000 + 0.004 * (t - 90) ** 2 + 250 * np.sin(2 * np.pi * t / 37.3) + 30 * rng.standard_normal(t.size)
+    assert heart_period(drifting, 50) == pytest.approx(plain_heart_period(drifting, 50), abs=1e-9)
+    assert heart_period(drifting, 50) == pytest.approx(37.3, abs=0.5)
+    # Heavier noise: the best correlation is well below 0.8 and the fundamental is still the period.
+    noisy = 1000 + 100 * np.sin(2 * np.pi * t / 29.6) + 90 * rng.standard_normal(t.size)
+    assert heart_period(noisy, 50) == pytest.approx(plain_heart_period(noisy, 50), abs=1e-9)
+    # The cardiac-cycle model at 30 fps with noise.
+    areas, _ = area_curve(0.1 + 0.9 * np.arange(8), 210, fps=30.0)
+    areas = areas * (1 + 0.02 * rng.standard_normal(areas.size))
+    assert heart_period(areas, 30) == pytest.approx(plain_heart_period(areas, 30), abs=1e-9)
+    assert heart_period(areas, 30) == pytest.approx(27, abs=1)
+
+
+def test_heart_period_at_the_ends_of_the_lag_range():
+    sine = lambda period, n: 1000.0 + 300.0 * np.sin(2 * np.pi * np.arange(n) / period)  # noqa: E731
+    # At 50 fps the lags are 15 (0.3 s) to 100 (2 s) frames, both ends included.
+    assert heart_period(sine(15, 200), 50) == pytest.approx(15, abs=0.1)
+    assert heart_period(sine(100, 400), 50) == pytest.approx(100, abs=0.1)
+    # At 66 fps the shortest lag is floor(0.3 * 66) = floor(19.8) = 19 frames.
+    assert heart_period(sine(19, 300), 66) == pytest.approx(19, abs=0.1)
+    # Below 10 fps the shortest lag is 2 frames: a curve alternating high and low beats every 2 frames.
+    assert heart_period(np.tile([1000.0, 1300.0], 8), 6) == pytest.approx(2, abs=0.01)
+    # 6 frames at 6 fps: lags up to 6 // 2 = 3, and lag 3 is a maximum against lag 4 (r = -1 over 2 frames).
+    six = np.tile([1000.0, 1300.0, 1150.0], 2)
+    assert heart_period(six, 6) == pytest.approx(plain_heart_period(six, 6), abs=1e-9)
+    assert heart_period(six, 6) == pytest.approx(3, abs=0.5)
+
+
+def test_heart_period_skips_a_falling_correlation_at_the_shortest_lag():
+    # A slow swell under the beats keeps the correlation high (and falling) at the shortest lags;
+    # only a local maximum is a period, here the 40-frame beat.
+    t = np.arange(200)
+    curve = 1000 + 200 * np.sin(2 * np.pi * t / 40) + 300 * np.sin(np.pi * t / 200)
+    assert heart_period(curve, 50) == pytest.approx(40, abs=1)
+
+
+def test_find_beats_reports_its_period_sigma_and_glitches():
+    areas, expected = area_curve([0.2, 1.0, 1.8, 2.6, 3.4], 200)
+    search = find_beats(areas, fps=50)
+    assert_beats_match(search.beats, expected, tolerance=1)
+    assert search.reason == ""
+    assert search.period == pytest.approx(40, abs=1)
+    assert search.sigma == pytest.approx(0.05 * search.period)  # a twentieth of the period
+    assert search.glitches.shape == (200,) and not search.glitches.any()
+
+
+def test_find_beats_uses_the_given_fps_for_glitches_and_the_period():
+    # 25 fps, a beat every 10 frames (150 bpm): at the default 50 fps that would be 300 bpm.
+    curve = 1000 + 300 * np.cos(2 * np.pi * (np.arange(100) - 5) / 10)
+    assert find_beats(curve, fps=25).period == pytest.approx(10, abs=0.1)
+    # Frame 45 is an ED (1300); raised by 30 % it lies 30 % above the median of its 5 frames (the
+    # unraised 1300): within 2 * 4 / 25 + 0.1 = 0.42 at 25 fps, a glitch at 50 fps (0.26).
+    raised = curve.copy()
+    raised[45] *= 1.3
+    assert not find_beats(raised, fps=25).glitches[45]
+    assert find_beats(raised, fps=50).glitches[45]
+    # At 0.5 fps no lag of 0.3-2 s spans 2 frames: no heart period.
+    assert find_beats(curve, fps=0.5).reason == "no regular heart period"
+
+
+def test_a_ripple_of_one_percent_is_no_beat():
+    curve = 1000 + 10 * np.cos(2 * np.pi * (np.arange(200) - 20) / 40)
+    search = find_beats(curve, fps=50)
+    assert search.period == pytest.approx(40, abs=0.5)  # periodic, but a 2 % area change is mask noise
+    assert (search.beats, search.reason) == ([], "no complete beat")
+    # Exactly 4.5 % (1000 -> 955) is enough.
+    knots = [(20 + 40 * k + d, v) for k in range(5) for d, v in ((0, 1000.0), (14, 955.0))]
+    search = find_beats(knot_curve([(0, 985.0)] + knots + [(199, 990.0)], 200), fps=50)
+    assert search.beats == [(20 + 40 * k, 34 + 40 * k) for k in range(5)]
+
+
+def test_a_ripple_on_a_rising_curve_has_no_trough():
+    t = np.arange(200)
+    curve = 1000 + 5 * t + 30 * np.sin(2 * np.pi * t / 40)  # rises every frame: no end-systole
+    search = find_beats(curve, fps=50)
+    assert search.period == pytest.approx(40, abs=0.5)
+    assert (search.beats, search.reason) == ([], "no complete beat")
+
+
+def test_beats_at_200_and_at_30_bpm_are_kept():
+    # 200 bpm at 50 fps: end-systoles exactly 15 frames (0.3 s) apart, at 10, 25, ..., 100; the
+    # EDs lie between frames 15k + 2 and 15k + 3 (equal values).
+    fast = 1000 + 300 * np.cos(2 * np.pi * (np.arange(108) - 2.5) / 15)
+    search = find_beats(fast, fps=50)
+    assert [es for _, es in search.beats] == list(range(10, 101, 15))
+    assert all(es - ed in (7, 8) for ed, es in search.beats)
+    # 30 bpm: end-systoles exactly 100 frames (2 s) apart.
+    slow = 1000 + 300 * np.cos(2 * np.pi * (np.arange(311) - 10) / 100)
+    assert find_beats(slow, fps=50).beats == [(10, 60), (110, 160), (210, 260)]
+
+
+def test_a_video_with_one_whole_beat():
+    # It starts and (almost) ends at end-systole: one trough inside, with no neighbour.
+    curve = 1000 - 300 * np.cos(2 * np.pi * np.arange(80) / 40)
+    search = find_beats(curve, fps=50)
+    assert search.period == pytest.approx(40, abs=0.5)
+    assert search.beats == [(20, 40)]
+
+
+def test_end_systoles_closer_than_the_shortest_beat_are_left_out():
+    # 48 fps: the shortest beat is 0.3 * 48 = 14.4 frames. End-systoles at 30 and 44 (14 frames
+    # apart) are left out, each for its nearer neighbour; the following beats are 36 frames long,
+    # with ED anywhere on their 1000 plateau (62-68 + 36k).
+    knots = [(0, 900.0), (23, 1000.0), (30, 600.0), (37, 1000.0), (44, 600.0), (51, 960.0)]
+    knots += [(d + 36 * k, v) for k in range(5) for d, v in ((62, 1000.0), (68, 1000.0), (80, 600.0))]
+    curve = knot_curve(knots + [(239, 980.0)], 240)
+    beats = find_beats(curve, fps=48).beats
+    assert [es for _, es in beats] == [80 + 36 * k for k in range(5)]
+    assert all(curve[ed] == 1000 and es - 18 <= ed <= es - 12 for ed, es in beats)
+
+
+def test_a_double_trough_is_one_beat():
+    # Each beat falls to 600, recovers to 900 and dips again to 650 ten frames (0.2 s) later:
+    # one end-systole (the deeper trough) per beat.
+    knots = [(0, 950.0)] + [(10 + 40 * k + d, v) for k in range(6) for d, v in
+                            ((0, 1000.0), (12, 600.0), (17, 900.0), (22, 650.0))]
+    curve = knot_curve(knots + [(249, 990.0)], 250)
+    assert find_beats(curve, fps=50).beats == [(10 + 40 * k, 22 + 40 * k) for k in range(6)]
+
+
+def test_a_notch_in_diastole_does_not_move_ed():
+    # Beats of 60 frames: ES 700, early filling up to 1000 (held 7 frames), a notch to 930, the
+    # atrial kick to 965, systole. ED is a frame of the 1000 plateau (14-20 frames after ES); the
+    # notch (35 below the kick, an eighth of the beat) is no end-systole.
+    knots = [(0, 960.0)]
+    for es in range(10, 260, 60):
+        knots += [(es, 700.0), (es + 14, 1000.0), (es + 20, 1000.0), (es + 27, 930.0), (es + 36, 960.0), (es + 44, 965.0)]
+    curve = knot_curve(knots, 270)
+    beats = find_beats(curve, fps=50).beats
+    assert [es for _, es in beats] == list(range(70, 260, 60))
+    assert all(curve[ed] == 1000 and es - 46 <= ed <= es - 40 for ed, es in beats)
+
+
+def test_ed_right_after_an_instant_refill():
+    # Sawtooth at 200 bpm (50 fps): ES (600) at 15k + 5, refilled at once to 1000 the next frame,
+    # then a steady fall. ED is that first full frame; the first beat's ED would be frame 0.
+    curve = 1000 - 400 * ((np.arange(110) - 6) % 15) / 14
+    assert find_beats(curve, fps=50).beats == [(es - 14, es) for es in range(20, 96, 15)]
+
+
+def test_glitch_frames_are_never_ed_or_es():
+    curve = 1000 + 300 * np.cos(2 * np.pi * (np.arange(200) - 20) / 40)  # ED 20 + 40k, ES 40 + 40k
+    spiked = curve.copy()
+    spiked[61] = 1.5 * curve[60]  # far above its neighbours: a glitch next to an ED
+    assert find_beats(spiked, fps=50).beats == [(20, 40), (60, 80), (100, 120), (140, 160)]
+    # Five empty frames around the third ES leave no usable ES frame within a sigma: that beat is
+    # left out, the next one still counts.
+    dropped = curve.copy()
+    dropped[118:123] = 0
+    assert find_beats(dropped, fps=50).beats == [(20, 40), (60, 80), (140, 160)]
+
+
+def test_volume_peaks_spacing_and_prominence_limits():
+    from unilvseg.evaluation.volumes import beats_from_volumes
+
+    # Peaks exactly 15 frames apart (the default spacing) are all EDs.
+    points = [(0, 60), (5, 100), (12, 40), (20, 100), (27, 40), (35, 100), (42, 40), (50, 100), (57, 40), (60, 70)]
+    curve = np.interp(np.arange(61), *zip(*points))
+    assert beats_from_volumes(curve) == [(5, 12), (20, 27), (35, 42), (50, 57)]
+    # Range 100, prominence 0.25: falls and the last rise of exactly 25 count.
+    points = [(0, 0), (2, 100), (10, 75), (20, 100), (30, 75), (35, 100)]
+    curve = np.interp(np.arange(36), *zip(*points))
+    assert beats_from_volumes(curve, min_beat_frames=5, prominence=0.25) == [(2, 10), (20, 30)]
+    # A prominent peak (through an empty frame) whose non-empty minimum falls only 5 (< 10) is no beat.
+    points = [(0, 50), (5, 100), (9, 95), (10, 0), (11, 95), (25, 100), (35, 40), (40, 100), (45, 100)]
+    curve = np.interp(np.arange(46), *zip(*points))
+    assert beats_from_volumes(curve) == [(25, 35)]
