@@ -171,6 +171,28 @@ EQUIVALENT: dict[str, str] = {
     **{_V + f"x_beats_from_volumes__mutmut_{i}": "volume curves are float64 already" for i in (5, 7)},
     _V + "x_beats_from_volumes__mutmut_13": "an empty curve has no peaks whatever the span",
     _V + "x_beats_from_volumes__mutmut_14": "a flat curve (span 0) has no peaks either way",
+    _V + "x_heart_period__mutmut_54": "only a residual SD equal to 1e-6 x the mean to the last bit tells > from >= "
+    "(a constant curve has SD 0, below the positive threshold either way)",
+    **{_V + f"x_heart_period__mutmut_{i}": "lags only go up to high + 1 <= n // 2 + 1 < n - 1 (n >= 5; shorter curves "
+       "return before) and start at low - 1 >= 1: this filter removes nothing" for i in (97, 100, 101)},
+    **{_V + f"x_heart_period__mutmut_{i}": "the extra lag (low - 2 or high + 2) is never a peak (lags[inner] must lie "
+       "in [low, high]) nor the neighbour of one" for i in (93, 95)},
+    _V + "x_heart_period__mutmut_104": "astype(None) is astype(float64)",
+    _V + "x_heart_period__mutmut_146": "index 0 is lag low - 1, which is never a peak (lags[inner] >= low)",
+    _V + "x_heart_period__mutmut_166": "only a best correlation of exactly 0.3 (to the last bit) tells < from <=",
+    _V + "x_heart_period__mutmut_172": "the best peak passes both (best >= 0.3 > 0); another peak would need r exactly "
+    "0.8 x best to the last bit",
+    **{_V + f"x_heart_period__mutmut_{i}": "at a peak centre >= left and centre > right, so the curvature "
+       "left - 2 centre + right is always < 0: the else branch is never taken" for i in (187, 192, 193, 194)},
+    **{_V + f"x_heart_period__mutmut_{i}": "with the centre the largest of the three, the parabola's vertex "
+       "0.5 (a - b) / (a + b) (a = centre - left >= 0, b = centre - right > 0) lies within half a lag: the clip "
+       "bounds are never reached" for i in (198, 199, 204, 205)},
+    _V + "x_find_beats__mutmut_8": "fps == 0 (or -0.0) is falsy and never reaches the comparison, so > 0 and >= 0 "
+    "accept the same values",
+    **{_V + f"x_find_beats__mutmut_{i}": "choose_ed_es passes float64 areas; for an int64 curve every step gives the "
+       "same numbers (np.interp and np.where return float64, integer differences are exact)" for i in (12, 14)},
+    _V + "x_find_beats__mutmut_105": "two local minima are always at least 2 frames apart (a maximum lies between), "
+    "so a spacing of 2 removes no trough that a spacing of 1 keeps",
     _T + "x_read_tracings__mutmut_47": "pandas' str.replace treats regex=None like the default here (checked: 'a.avi' -> 'a')",
     _T + "x_read_tracings__mutmut_54": "the pattern is matched with case=False",
     **{_T + f"x_read_tracings__mutmut_{i}": "the order of the returned dict is not used: load_index looks videos up by name"

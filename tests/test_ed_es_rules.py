@@ -488,3 +488,161 @@ def test_volume_peaks_spacing_and_prominence_limits():
     points = [(0, 50), (5, 100), (9, 95), (10, 0), (11, 95), (25, 100), (35, 40), (40, 100), (45, 100)]
     curve = np.interp(np.arange(46), *zip(*points))
     assert beats_from_volumes(curve) == [(25, 35)]
+
+
+def _four_beats():
+    """Areas with ED at 20 + 40k and ES at 40 + 40k (k = 0..3, 75 bpm at 50 fps), and volumes
+    that are 78 mL except at those frames: EDVs 100, 125, 90, 120 and ESVs 40, 75, 31.5, 36 (EFs
+    60, 40, 65, 70)."""
+    areas = 1000 + 300 * np.cos(2 * np.pi * (np.arange(200) - 20) / 40)
+    volumes = np.full(200, 78.0)
+    volumes[[20, 60, 100, 140]] = [100.0, 125.0, 90.0, 120.0]
+    volumes[[40, 80, 120, 160]] = [40.0, 75.0, 31.5, 36.0]
+    return areas, volumes
+
+
+def test_ed_es_volumes_combines_the_beats_by_rule():
+    from unilvseg.evaluation.volumes import ed_es_volumes
+
+    areas, volumes = _four_beats()
+    beat_frames = [(20, 40), (60, 80), (100, 120), (140, 160)]
+    # beats: means over the beats; the reported frames are the beat whose EF (60) is nearest the mean.
+    result = ed_es_volumes(areas, volumes, "beats", fps=50)
+    assert (result["rule"], result["beats"], result["beat_frames"]) == ("beats", 4, beat_frames)
+    assert result["beat_efs"] == pytest.approx([60.0, 40.0, 65.0, 70.0])
+    assert (result["edv"], result["esv"], result["ef"]) == pytest.approx((108.75, 45.625, 58.75))
+    assert result["ef_sd"] == pytest.approx(np.sqrt((1.25**2 + 18.75**2 + 6.25**2 + 11.25**2) / 3))
+    assert (result["ed_frame"], result["es_frame"]) == (20, 40)
+    assert result["heart_rate_bpm"] == pytest.approx(75.0)  # 60 s * 50 fps / 40 frames
+    assert result["areas"] is areas and result["volumes"] is volumes
+    # volume_peaks: the same beats from the volume peaks; the median-EF beat (the lower middle of 4,
+    # EF 60) is reported as it is.
+    result = ed_es_volumes(areas, volumes, "volume_peaks", fps=50)
+    assert (result["rule"], result["beats"], result["beat_frames"]) == ("volume_peaks", 4, beat_frames)
+    assert (result["edv"], result["esv"], result["ef"]) == pytest.approx((100.0, 40.0, 60.0))
+    assert (result["ed_frame"], result["es_frame"]) == (20, 40) and result["heart_rate_bpm"] == pytest.approx(75.0)
+    # The lower middle of 4 and the middle of 3 (first three beats: EFs 60, 40, 65 -> 60).
+    result = ed_es_volumes(areas[:150], volumes[:150], "volume_peaks", fps=50)
+    assert result["beat_frames"] == beat_frames[:3] and (result["ed_frame"], result["ef"]) == (20, pytest.approx(60.0))
+    changed = volumes.copy()
+    changed[160] = 54.0  # EFs 60, 40, 65, 55: the lower middle is now the last beat (55)
+    result = ed_es_volumes(areas, changed, "volume_peaks", fps=50)
+    assert (result["ed_frame"], result["es_frame"], result["ef"]) == (140, 160, pytest.approx(55.0))
+    assert (result["edv"], result["esv"]) == (120.0, 54.0)
+    # extremes: the largest and smallest volume of the video, one pair, no beat count, no heart rate.
+    result = ed_es_volumes(areas, volumes, "extremes", fps=50)
+    assert (result["rule"], result["beats"], result["beat_frames"]) == ("extremes", 0, [(60, 120)])
+    assert (result["edv"], result["esv"], result["ef"]) == pytest.approx((125.0, 31.5, 74.8))
+    assert (result["ed_frame"], result["es_frame"], result["beat_efs"]) == (60, 120, [pytest.approx(74.8)])
+    assert np.isnan(result["ef_sd"]) and np.isnan(result["heart_rate_bpm"])
+
+
+def test_ed_es_volumes_frame_range_and_fps():
+    from unilvseg.evaluation.volumes import ed_es_volumes
+
+    areas, volumes = _four_beats()
+    # Frames 10-189: the same beats, reported in the video's frame numbers.
+    result = ed_es_volumes(areas, volumes, "beats", fps=50, frame_range=(10, 190))
+    assert result["beat_frames"] == [(20, 40), (60, 80), (100, 120), (140, 160)]
+    assert (result["ed_frame"], result["es_frame"]) == (20, 40)
+    assert len(result["areas"]) == 200  # the whole video's curves
+    result = ed_es_volumes(areas, volumes, "extremes", fps=50, frame_range=(70, 200))
+    assert result["beat_frames"] == [(140, 120)]  # largest volume after frame 70: 120 mL at 140
+    assert ed_es_volumes(areas, volumes, "extremes", frame_range=(0, 200))["beat_frames"] == [(60, 120)]
+    for bad in [(0, 201), (200, 200), (-1, 100), (50, 50), (60, 40)]:
+        with pytest.raises(ValueError, match=rf"^frame_range \({bad[0]}, {bad[1]}\) outside the 200 frames$"):
+            ed_es_volumes(areas, volumes, "beats", frame_range=bad)
+    # The heart rate is in beats per minute at the video's FPS (ES 40 frames apart); a missing or
+    # meaningless FPS means 50.
+    assert ed_es_volumes(areas, volumes, "volume_peaks", fps=0.5)["heart_rate_bpm"] == pytest.approx(0.75)
+    assert ed_es_volumes(areas, volumes, "beats", fps=25)["heart_rate_bpm"] == pytest.approx(37.5)
+    for fps in (None, 0, float("nan"), -25.0):
+        assert ed_es_volumes(areas, volumes, "beats", fps=fps)["heart_rate_bpm"] == pytest.approx(75.0)
+    # No beat: the fallback pair, and the heart rate from the period (none for a straight line).
+    ramp = np.linspace(1000.0, 1400.0, 120)
+    result = ed_es_volumes(ramp, ramp / 20, "beats", fps=50)
+    assert result["rule"] == "extremes (fallback: no regular heart period)"
+    assert (result["beats"], result["beat_frames"], result["ed_frame"], result["es_frame"]) == (0, [(119, 0)], 119, 0)
+    assert np.isnan(result["heart_rate_bpm"]) and np.isnan(result["ef_sd"])
+    # One beat: the heart rate comes from the heart period (40 frames at 50 fps: 75 bpm).
+    one = 1000 - 300 * np.cos(2 * np.pi * np.arange(80) / 40)
+    result = ed_es_volumes(one, one / 20, "beats", fps=50)
+    assert result["beat_frames"] == [(20, 40)] and result["beats"] == 1
+    assert result["heart_rate_bpm"] == pytest.approx(75.0, abs=1) and np.isnan(result["ef_sd"])
+    assert result["ef"] == pytest.approx(100 * (1300 - 700) / 1300)
+
+
+def test_ed_es_volumes_without_any_usable_frame():
+    from unilvseg.evaluation.volumes import ed_es_volumes
+
+    for rule in ED_ES_RULES:
+        result = ed_es_volumes(np.zeros(30), np.zeros(30), rule, fps=50)
+        assert {k: v for k, v in result.items() if k not in ("ef", "ef_sd", "heart_rate_bpm", "areas", "volumes", "rule")} == {
+            "edv": 0.0, "esv": 0.0, "ed_frame": -1, "es_frame": -1, "beats": 0, "beat_frames": [], "beat_efs": []}
+        assert np.isnan(result["ef"]) and np.isnan(result["ef_sd"]) and np.isnan(result["heart_rate_bpm"])
+        assert result["rule"].startswith("extremes")
+
+
+def test_glitch_frames_by_hand():
+    # Tolerance at 50 fps: 2 * 4 / 50 + 0.1 = 0.26 of the median of the 5 frames around; at 25 fps 0.42.
+    flat = np.full(9, 1000.0)
+    for fps, within, beyond in ((50, 1250.0, 1270.0), (25, 1410.0, 1430.0)):
+        for value, expected in ((within, False), (beyond, True), (2000.0 - within, False), (2000.0 - beyond, True)):
+            curve = flat.copy()
+            curve[4] = value
+            assert glitch_frames(curve, fps).tolist() == [False] * 4 + [expected] + [False] * 4, (fps, value)
+    assert glitch_frames(np.where(np.arange(9) == 4, 1300.0, 1000.0)).tolist()[4]  # 50 fps by default
+    # Two dropped frames are glitches; three frames are a real dip (the median is in it); empty is always a glitch.
+    two = np.array([1000.0] * 4 + [100.0] * 2 + [1000.0] * 4)
+    assert glitch_frames(two, 50).tolist() == [False] * 4 + [True] * 2 + [False] * 4
+    three = np.array([1000.0] * 4 + [100.0] * 3 + [1000.0] * 4)
+    assert not glitch_frames(three, 50).any()
+    assert glitch_frames(np.array([0.0, 0.0, 5.0, 0.0, 0.0]), 50).tolist() == [True, True, True, True, True]
+    # At the ends the edge frame stands in for the missing neighbours.
+    assert glitch_frames(np.array([1300.0] + [1000.0] * 5), 50).tolist() == [False] * 6
+    # Three frames are enough for the median test; fewer only drop empty frames.
+    assert glitch_frames(np.array([100.0, 1000.0, 100.0]), 50).tolist() == [False, True, False]
+    assert glitch_frames(np.array([1000.0, 0.0]), 50).tolist() == [False, True]
+    assert glitch_frames(np.array([1000.0, -1.0]), 50).tolist() == [False, True]
+
+
+def test_choose_ed_es_fallbacks_fps_and_glitches():
+    from unilvseg.evaluation.volumes import ed_es_volumes
+
+    areas, volumes = _four_beats()
+    # No volume peaks in a flat volume curve: the whole-video pair (its first largest and smallest frames).
+    choice = choose_ed_es(areas, np.full(200, 50.0), "volume_peaks", fps=50)
+    assert (choice.rule, choice.combine, choice.beats) == ("extremes (fallback: no volume peaks)", "single", [(0, 0)])
+    # A 2 % ripple has a period but no beat: the fallback keeps the period for the heart rate.
+    ripple = 1000 + 10 * np.cos(2 * np.pi * (np.arange(200) - 20) / 40)
+    choice = choose_ed_es(ripple, volumes, "beats", fps=50)
+    assert (choice.rule, choice.combine, choice.beats) == ("extremes (fallback: no complete beat)", "single", [(60, 120)])
+    assert choice.period == pytest.approx(40, abs=0.5)
+    assert ed_es_volumes(ripple, volumes, "beats", fps=50)["heart_rate_bpm"] == pytest.approx(75, abs=1)
+    found = choose_ed_es(areas, volumes, "beats", fps=50)
+    assert (found.rule, found.combine, found.period) == ("beats", "mean", pytest.approx(40, abs=0.5))
+    assert choose_ed_es(areas, volumes, "volume_peaks").combine == "median"
+    assert choose_ed_es(areas, volumes, "extremes").combine == "single"
+    # A missing or meaningless FPS means 50; at 0.5 fps no heart period fits in the video.
+    for fps in (None, 0, float("nan"), -25.0):
+        assert choose_ed_es(areas, volumes, "beats", fps=fps).beats == found.beats
+    assert choose_ed_es(areas, volumes, "beats", fps=0.5).rule == "extremes (fallback: no regular heart period)"
+    # Empty (glitch) frames are never the extremes, whatever their volume.
+    holes = areas.copy()
+    holes[[60, 120]] = 0
+    assert choose_ed_es(holes, volumes, "extremes", fps=50).beats == [(140, 160)]
+    # A frame 30 % above its neighbours is a glitch at 50 fps, not at 25 fps (tolerance 0.42).
+    raised = areas.copy()
+    raised[60] *= 1.3
+    assert choose_ed_es(raised, volumes, "extremes", fps=25).beats == [(60, 120)]
+    assert choose_ed_es(raised, volumes, "extremes", fps=50).beats == [(140, 120)]
+
+
+def test_volumes_by_rule_defaults():
+    areas, _ = area_curve([0.1, 0.9, 1.7, 2.5, 3.3], 170)
+    masks = _lv_masks(38.0 * np.ones(170), 16.0 * np.sqrt(areas / areas.max()))
+    by_rule = volumes_by_rule(masks)
+    assert list(by_rule) == list(ED_ES_RULES)
+    np.testing.assert_allclose(by_rule["extremes"]["volumes"], [method_of_disks(m) for m in masks])
+    assert by_rule["beats"]["heart_rate_bpm"] == pytest.approx(75, abs=2)  # 50 fps by default
+    assert by_rule["beats"]["rule"] == "beats"
