@@ -7,6 +7,8 @@ frame of each beat and ES the end of systole, so the true frames come from the m
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -433,10 +435,10 @@ def test_end_systoles_closer_than_the_shortest_beat_are_left_out():
 
 
 def test_a_double_trough_is_one_beat():
-    # Each beat falls to 600, recovers to 900 and dips again to 650 ten frames (0.2 s) later:
-    # one end-systole (the deeper trough) per beat.
+    # Each beat falls to 600, recovers to 950 and dips again to 630 twelve frames (0.24 s, less
+    # than the shortest beat) later: one end-systole per beat, the deeper trough.
     knots = [(0, 950.0)] + [(10 + 40 * k + d, v) for k in range(6) for d, v in
-                            ((0, 1000.0), (12, 600.0), (17, 900.0), (22, 650.0))]
+                            ((0, 1000.0), (12, 600.0), (18, 950.0), (24, 630.0))]
     curve = knot_curve(knots + [(249, 990.0)], 250)
     assert find_beats(curve, fps=50).beats == [(10 + 40 * k, 22 + 40 * k) for k in range(6)]
 
@@ -564,9 +566,19 @@ def test_ed_es_volumes_frame_range_and_fps():
     assert result["rule"] == "extremes (fallback: no regular heart period)"
     assert (result["beats"], result["beat_frames"], result["ed_frame"], result["es_frame"]) == (0, [(119, 0)], 119, 0)
     assert np.isnan(result["heart_rate_bpm"]) and np.isnan(result["ef_sd"])
-    # One beat: the heart rate comes from the heart period (40 frames at 50 fps: 75 bpm).
+    # Two beats (EFs 60 and 40): SD 20 / sqrt(2); the heart rate from their end-systoles, 40 frames apart.
+    rising = volumes[:100].copy()
+    rising[99] = 100.0  # for volume_peaks, the volume must rise again after the last ES
+    for rule in ("beats", "volume_peaks"):
+        result = ed_es_volumes(areas[:100], rising, rule, fps=50)
+        assert result["beat_frames"] == [(20, 40), (60, 80)] and result["ef_sd"] == pytest.approx(20 / np.sqrt(2))
+        assert result["heart_rate_bpm"] == pytest.approx(75.0)
+    # One beat: the heart rate comes from the heart period (40 frames at 50 fps: 75 bpm), and
+    # no SD (nor a numpy warning about one).
     one = 1000 - 300 * np.cos(2 * np.pi * np.arange(80) / 40)
-    result = ed_es_volumes(one, one / 20, "beats", fps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = ed_es_volumes(one, one / 20, "beats", fps=50)
     assert result["beat_frames"] == [(20, 40)] and result["beats"] == 1
     assert result["heart_rate_bpm"] == pytest.approx(75.0, abs=1) and np.isnan(result["ef_sd"])
     assert result["ef"] == pytest.approx(100 * (1300 - 700) / 1300)
@@ -635,7 +647,17 @@ def test_choose_ed_es_fallbacks_fps_and_glitches():
     raised = areas.copy()
     raised[60] *= 1.3
     assert choose_ed_es(raised, volumes, "extremes", fps=25).beats == [(60, 120)]
-    assert choose_ed_es(raised, volumes, "extremes", fps=50).beats == [(140, 120)]
+    assert choose_ed_es(raised, volumes, "extremes", fps=0.5).beats == [(60, 120)]  # tolerance 16.1
+    for fps in (50, None, 0, float("nan"), -25.0):
+        assert choose_ed_es(raised, volumes, "extremes", fps=fps).beats == [(140, 120)], fps
+    assert ed_es_volumes(raised, volumes, "extremes", fps=25)["beat_frames"] == [(60, 120)]
+    # The beats rule searches at the given FPS: a beat every 10 frames is 150 bpm at 25 fps.
+    fast = 1000 + 300 * np.cos(2 * np.pi * (np.arange(100) - 5) / 10)
+    choice = choose_ed_es(fast, fast, "beats", fps=25)
+    assert choice.rule == "beats" and choice.period == pytest.approx(10, abs=0.1)
+    assert [es for _, es in choice.beats] == list(range(10, 91, 10))
+    with pytest.raises(ValueError, match=r"^unknown ED/ES rule 'largest'; expected one of beats, extremes, volume_peaks$"):
+        choose_ed_es(areas, volumes, "largest")
 
 
 def test_volumes_by_rule_defaults():
@@ -646,3 +668,36 @@ def test_volumes_by_rule_defaults():
     np.testing.assert_allclose(by_rule["extremes"]["volumes"], [method_of_disks(m) for m in masks])
     assert by_rule["beats"]["heart_rate_bpm"] == pytest.approx(75, abs=2)  # 50 fps by default
     assert by_rule["beats"]["rule"] == "beats"
+
+
+def test_a_beat_needs_half_the_median_beat_change():
+    # Six beats (ED 1000 at 10 + 40k). Four end in a 750 trough with a one-frame dip to 600 at
+    # 30 + 40k (20 % below its neighbours: no glitch): a change of 400. Beat 1 ends on an 800
+    # plateau (change 200, exactly half the median 400: kept), beat 3 on an 810 plateau (190: left
+    # out), though both troughs are deep enough on the smoothed curve.
+    knots = [(0, 950.0)]
+    for k in range(6):
+        ed, es = 10 + 40 * k, 30 + 40 * k
+        knots.append((ed, 1000.0))
+        if k in (1, 3):
+            knots += [(es - 3, 800.0 if k == 1 else 810.0), (es + 3, 800.0 if k == 1 else 810.0)]
+        else:
+            knots += [(es - 3, 750.0), (es - 1, 750.0), (es, 600.0), (es + 1, 750.0), (es + 3, 750.0)]
+    curve = knot_curve(knots + [(249, 990.0)], 250)
+    search = find_beats(curve, fps=50)
+    assert not search.glitches.any()
+    assert [ed for ed, _ in search.beats] == [10, 50, 90, 170, 210]
+    es = [es for _, es in search.beats]
+    assert es[:1] + es[2:] == [30, 110, 190, 230] and curve[es[1]] == 800.0
+
+
+def test_an_end_systole_more_than_2_s_from_both_neighbours_is_left_out():
+    # Beats every 40 frames at 50 fps around two pauses: the end-systole at 201 lies 101 frames
+    # (2.02 s, longer than the longest beat) from both neighbours and is left out; 302 is kept
+    # (its other neighbour is 40 frames away).
+    troughs = [20, 60, 100, 201, 302, 342, 382]
+    knots = [(0, 950.0)] + [(t + d, v) for t in troughs for d, v in ((-12, 1000.0), (0, 600.0), (24, 1000.0))]
+    curve = knot_curve(sorted(set(knots)), 420)
+    beats = find_beats(curve, fps=50).beats
+    assert [es for _, es in beats] == [20, 60, 100, 302, 342, 382]
+    assert all(curve[ed] == 1000.0 for ed, _ in beats)
