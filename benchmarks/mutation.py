@@ -205,6 +205,8 @@ EQUIVALENT: dict[str, str] = {
     _V + "x_ed_es_volumes__mutmut_47": "the spacing is a positive median or the period (finite or NaN): 60 fps / NaN "
     "is NaN as well",
     **{_V + f"x_ed_es_volumes__mutmut_{i}": _NAN_SPELLING for i in (54, 66, 86, 178)},
+    **{_V + f"x_glitch_frames__mutmut_{i}": "glitch_frames gets float64 or int64 curves: the median of 5 integers is "
+       "one of them, so every difference and comparison is the same" for i in (3, 5)},
     _T + "x_read_tracings__mutmut_47": "pandas' str.replace treats regex=None like the default here (checked: 'a.avi' -> 'a')",
     _T + "x_read_tracings__mutmut_54": "the pattern is matched with case=False",
     **{_T + f"x_read_tracings__mutmut_{i}": "the order of the returned dict is not used: load_index looks videos up by name"

@@ -604,6 +604,10 @@ def test_glitch_frames_by_hand():
             curve[4] = value
             assert glitch_frames(curve, fps).tolist() == [False] * 4 + [expected] + [False] * 4, (fps, value)
     assert glitch_frames(np.where(np.arange(9) == 4, 1300.0, 1000.0)).tolist()[4]  # 50 fps by default
+    # At 80 fps the tolerance is 2 * 4 / 80 + 0.1 = 0.2 exactly: a frame exactly 20 % off is no glitch.
+    assert not glitch_frames(np.where(np.arange(9) == 4, 1200.0, 1000.0), 80).any()
+    # The tolerance is relative to the local value in any unit (areas in mL, fractions...).
+    assert glitch_frames(np.where(np.arange(9) == 4, 0.02, 0.01), 50).tolist() == [False] * 4 + [True] + [False] * 4
     # Two dropped frames are glitches; three frames are a real dip (the median is in it); empty is always a glitch.
     two = np.array([1000.0] * 4 + [100.0] * 2 + [1000.0] * 4)
     assert glitch_frames(two, 50).tolist() == [False] * 4 + [True] * 2 + [False] * 4
@@ -701,3 +705,14 @@ def test_an_end_systole_more_than_2_s_from_both_neighbours_is_left_out():
     beats = find_beats(curve, fps=50).beats
     assert [es for _, es in beats] == [20, 60, 100, 302, 342, 382]
     assert all(curve[ed] == 1000.0 for ed, _ in beats)
+
+
+def test_heart_period_counts_an_undefined_correlation_as_minus_one():
+    # Zero slope, so the detrended curve is (curve - 6100/6) = [-1, -1, 11, -13, 2, 2] * 100/6. At
+    # 6 fps the lags are 2-3 (4 as the right neighbour). Lag 3: [-1, -1, 11] vs [-13, 2, 2] ->
+    # r = 60 / sqrt(96 * 150) = 0.5; lag 2: r = 0; lag 4: [-1, -1] is constant, no correlation,
+    # counted as -1 (and no numpy warning). Parabola through (0, 0.5, -1): 3 + 0.5 * 1 / -2 = 2.75.
+    curve = np.array([1000.0, 1000.0, 1200.0, 800.0, 1050.0, 1050.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert heart_period(curve, 6) == pytest.approx(2.75, abs=1e-9)
