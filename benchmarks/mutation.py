@@ -2,6 +2,7 @@
 
     nice -n 10 python -m benchmarks.mutation                      # every module, slowest last
     nice -n 10 python -m benchmarks.mutation --modules metrics clips
+    nice -n 10 python -m benchmarks.mutation --modules volumes --rerun_survivors   # after adding tests
 
 Each module is mutated in its own scratch copy of the working tree (``--work_dir``), never in
 the checkout, and only the test files that exercise it run (mutmut then narrows each mutant to
@@ -171,6 +172,41 @@ EQUIVALENT: dict[str, str] = {
     **{_V + f"x_beats_from_volumes__mutmut_{i}": "volume curves are float64 already" for i in (5, 7)},
     _V + "x_beats_from_volumes__mutmut_13": "an empty curve has no peaks whatever the span",
     _V + "x_beats_from_volumes__mutmut_14": "a flat curve (span 0) has no peaks either way",
+    _V + "x_heart_period__mutmut_54": "only a residual SD equal to 1e-6 x the mean to the last bit tells > from >= "
+    "(a constant curve has SD 0, below the positive threshold either way)",
+    **{_V + f"x_heart_period__mutmut_{i}": "lags only go up to high + 1 <= n // 2 + 1 < n - 1 (n >= 5; shorter curves "
+       "return before) and start at low - 1 >= 1: this filter removes nothing" for i in (97, 100, 101)},
+    **{_V + f"x_heart_period__mutmut_{i}": "the extra lag (low - 2 or high + 2) is never a peak (lags[inner] must lie "
+       "in [low, high]) nor the neighbour of one" for i in (93, 95)},
+    _V + "x_heart_period__mutmut_104": "astype(None) is astype(float64)",
+    _V + "x_heart_period__mutmut_146": "index 0 is lag low - 1, which is never a peak (lags[inner] >= low)",
+    _V + "x_heart_period__mutmut_166": "only a best correlation of exactly 0.3 (to the last bit) tells < from <=",
+    _V + "x_heart_period__mutmut_172": "the best peak passes both (best >= 0.3 > 0); another peak would need r exactly "
+    "0.8 x best to the last bit",
+    **{_V + f"x_heart_period__mutmut_{i}": "at a peak centre >= left and centre > right, so the curvature "
+       "left - 2 centre + right is always < 0: the else branch is never taken" for i in (187, 192, 193, 194)},
+    **{_V + f"x_heart_period__mutmut_{i}": "with the centre the largest of the three, the parabola's vertex "
+       "0.5 (a - b) / (a + b) (a = centre - left >= 0, b = centre - right > 0) lies within half a lag: the clip "
+       "bounds are never reached" for i in (198, 199, 204, 205)},
+    _V + "x_find_beats__mutmut_8": "fps == 0 (or -0.0) is falsy and never reaches the comparison, so > 0 and >= 0 "
+    "accept the same values",
+    **{_V + f"x_find_beats__mutmut_{i}": "choose_ed_es passes float64 areas; for an int64 curve every step gives the "
+       "same numbers (np.interp and np.where return float64, integer differences are exact)" for i in (12, 14)},
+    _V + "x_find_beats__mutmut_105": "two local minima are always at least 2 frames apart (a maximum lies between), "
+    "so a spacing of 2 removes no trough that a spacing of 1 keeps",
+    **{_V + f"x_{f}__mutmut_{i}": "fps == 0 (or -0.0) is falsy and never reaches the comparison, so > 0 and >= 0 "
+       "accept the same values" for f, i in (("choose_ed_es", 12), ("ed_es_volumes", 8))},
+    **{_V + f"x_choose_ed_es__mutmut_{i}": "find_beats and glitch_frames convert the areas to float64 themselves"
+       for i in (16, 18)},
+    **{_V + f"x_choose_ed_es__mutmut_{i}": "beats_from_volumes converts the volumes to float64 itself, np.where with "
+       "-inf/inf gives float64, and ed_es_volumes reads its own volumes" for i in (21, 23)},
+    **{_V + f"x_ed_es_volumes__mutmut_{i}": "a 'single' choice holds one (ED, ES) pair, so len(beats) > 1 is already "
+       "false" for i in (43, 44)},
+    _V + "x_ed_es_volumes__mutmut_47": "the spacing is a positive median or the period (finite or NaN): 60 fps / NaN "
+    "is NaN as well",
+    **{_V + f"x_ed_es_volumes__mutmut_{i}": _NAN_SPELLING for i in (54, 66, 86, 178)},
+    **{_V + f"x_glitch_frames__mutmut_{i}": "glitch_frames gets float64 or int64 curves: the median of 5 integers is "
+       "one of them, so every difference and comparison is the same" for i in (3, 5)},
     _T + "x_read_tracings__mutmut_47": "pandas' str.replace treats regex=None like the default here (checked: 'a.avi' -> 'a')",
     _T + "x_read_tracings__mutmut_54": "the pattern is matched with case=False",
     **{_T + f"x_read_tracings__mutmut_{i}": "the order of the returned dict is not used: load_index looks videos up by name"
@@ -181,11 +217,14 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           36: "timeout", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", -11: "segfault", -9: "segfault"}
 
 
-def scratch_copy(target: Target, work_dir: Path) -> Path:
-    """The working tree's tracked and untracked (not ignored) files, plus a [tool.mutmut] section."""
+def scratch_copy(target: Target, work_dir: Path, keep_mutants: bool = False) -> Path:
+    """The working tree's tracked and untracked (not ignored) files, plus a [tool.mutmut] section.
+    ``keep_mutants`` refreshes the files of an earlier copy but keeps its ``mutants/`` (mutmut's
+    mutated tree and recorded results)."""
     root = work_dir / target.name
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+    if not keep_mutants:
+        shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
                            capture_output=True).stdout.decode().split("\0")
     for name in filter(None, files):
@@ -215,17 +254,32 @@ def scratch_copy(target: Target, work_dir: Path) -> Path:
     return root
 
 
-def run_target(target: Target, work_dir: Path, children: int) -> dict:
-    root = scratch_copy(target, work_dir)
+def _not_killed(exit_code) -> bool:
+    return STATUS.get(exit_code, "suspicious") in ("survived", "no tests", "suspicious", "skipped")
+
+
+def run_target(target: Target, work_dir: Path, children: int, previous: dict | None = None) -> dict:
+    """Mutate ``target`` and run its tests. With ``previous`` (this module's row of an earlier
+    complete run whose scratch copy is still in ``work_dir``), only the mutants that were not
+    killed then are run again, against the working tree's current tests; the others keep their
+    recorded results, and ``seconds`` adds this run's time to the earlier one's."""
+    meta = work_dir / target.name / "mutants" / (target.source + ".meta")
+    rerun: list[str] = []
+    if previous is not None:
+        if previous.get("status") != "complete" or not meta.is_file():
+            return {**previous, "status": f"cannot rerun survivors: no complete earlier run in {work_dir / target.name}"}
+        rerun = sorted(k for k, c in json.loads(meta.read_text())["exit_code_by_key"].items() if _not_killed(c))
+    root = scratch_copy(target, work_dir, keep_mutants=previous is not None)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the mutated copy must win
     env.update(UNILVSEG_CACHE=str(root / ".cache"), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     started = time.perf_counter()
-    log = root / "mutmut.log"
-    with open(log, "w") as handle:
-        code = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
-                              cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - started
-    meta = root / "mutants" / (target.source + ".meta")
+    log = root / ("mutmut-rerun.log" if previous is not None else "mutmut.log")
+    code = 0
+    if previous is None or rerun:
+        with open(log, "w") as handle:
+            code = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *rerun],
+                                  cwd=root, env=env, stdout=handle, stderr=subprocess.STDOUT).returncode
+    seconds = time.perf_counter() - started + (previous["seconds"] if previous is not None else 0)
     if code != 0 or not meta.is_file():
         return {"module": target.source, "status": f"mutmut failed (exit {code}, see {log})", "seconds": round(seconds)}
     results = json.loads(meta.read_text())["exit_code_by_key"]
@@ -234,7 +288,7 @@ def run_target(target: Target, work_dir: Path, children: int) -> dict:
     for key, exit_code in sorted(results.items()):
         status = STATUS.get(exit_code, "suspicious")
         counts[status] = counts.get(status, 0) + 1
-        if status in ("survived", "no tests", "suspicious", "skipped"):
+        if _not_killed(exit_code):
             diff = subprocess.run([sys.executable, "-m", "mutmut", "show", key], cwd=root, env=env,
                                   capture_output=True, text=True).stdout
             survivors.append({"name": key, "status": status, "diff": diff.strip()})
@@ -244,6 +298,7 @@ def run_target(target: Target, work_dir: Path, children: int) -> dict:
     scored = killed + not_killed
     return {
         "module": target.source, "status": "complete", "seconds": round(seconds), "mutants": len(results),
+        **({"survivors_rerun": len(rerun)} if previous is not None else {}),
         "killed": killed, "survived": counts.get("survived", 0), "no_tests": counts.get("no tests", 0),
         "equivalent": equivalent, "score": round(100.0 * killed / scored, 1) if scored else float("nan"),
         "survivors": survivors,
@@ -297,7 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modules", nargs="*", default=[t.name for t in TARGETS],
                         help=f"subset of: {' '.join(t.name for t in TARGETS)}")
     parser.add_argument("--work_dir", type=Path, default=Path("/tmp/unilvseg-mutation"))
-    parser.add_argument("--max_children", type=int, default=2)
+    parser.add_argument("--max_children", type=int, default=2, help="mutants tested at once (mutmut --max-children)")
+    parser.add_argument("--rerun_survivors", action="store_true",
+                        help="rerun only the mutants the last run of each module did not kill (its scratch copy in "
+                             "--work_dir is reused), e.g. after adding tests")
     parser.add_argument("--report_only", action="store_true", help="rewrite the report from mutation.json (after triage)")
     args = parser.parse_args(argv)
     unknown = set(args.modules) - {t.name for t in TARGETS}
@@ -314,7 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         if target.name not in args.modules:
             continue
         print(f"mutating {target.source} ...", flush=True)
-        previous[target.source] = run_target(target, args.work_dir, args.max_children)
+        earlier = previous.get(target.source, {}) if args.rerun_survivors else None
+        previous[target.source] = run_target(target, args.work_dir, args.max_children, earlier)
         row = previous[target.source]
         print({k: v for k, v in row.items() if k != "survivors"}, flush=True)
         rows = [previous[t.source] for t in TARGETS if t.source in previous]
