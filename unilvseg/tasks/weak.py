@@ -100,6 +100,7 @@ class WeakSegmentationTask(ClipTask):
         self.transfer_report = load_pretrained(self.network, checkpoint, pretrained_type=pretrained_type) if checkpoint else None
         if trainable not in TRAINABLE:
             raise UserError(f"--trainable {trainable!r}: expected one of {', '.join(TRAINABLE)}")
+        self.trainable = trainable
         if trainable == "head":
             if getattr(self.network, "head", None) is None:
                 raise UserError(f"--trainable head: network {network.get('encoder')!r} has no separate output block")
@@ -108,7 +109,7 @@ class WeakSegmentationTask(ClipTask):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.hparams.get("trainable", "all") == "head":
+        if getattr(self, "trainable", "all") == "head":  # train() also runs inside nn.Module.__init__
             # A probe reads fixed features: the frozen body's normalisation statistics and
             # dropout must not change with training either.
             for name, module in self.network.named_children():
