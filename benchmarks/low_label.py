@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(METHODS), help="run at --variant_n only")
     parser.add_argument("--variant_n", default="4", help="the n of the variants (integer or 'all')")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--variant_seeds", nargs="+", type=int, default=None, help="seeds of the variants (default: --seeds)")
     parser.add_argument("--encoder", default="3d_unet_tiny", help="network (default 3d_unet_tiny, CPU-sized)")
     parser.add_argument("--width", type=int, default=None, help="base channel width override")
     parser.add_argument("--frames", type=int, default=16, help="clip length")
@@ -337,8 +338,8 @@ def paired_table(paired: pd.DataFrame, runs: pd.DataFrame) -> str:
     """One row per compared (n, method): pooled Dice of both, the pooled paired difference with
     its interval, and each seed's own paired difference (evaluate_bootstrap.py --compare)."""
     lines = [
-        "| n | method | vs | Dice (pooled over seeds) | baseline | difference overall (95 % CI) | ED | ES | per-seed differences |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| n | method | vs | seeds | Dice (pooled over seeds) | baseline | difference overall (95 % CI) | ED | ES | per-seed differences | seeds with CI > 0 / < 0 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in paired.itertuples():
         seeds = runs[(runs["method"] == row.method) & (runs["n"] == row.n)].sort_values("seed")
@@ -347,10 +348,10 @@ def paired_table(paired: pd.DataFrame, runs: pd.DataFrame) -> str:
             for r in seeds.itertuples()
         )
         lines.append(
-            f"| {row.n_label} | {LABELS[row.method]} | {LABELS[row.baseline]} | {row.dice:.3f} | {row.baseline_dice:.3f} | "
+            f"| {row.n_label} | {LABELS[row.method]} | {LABELS[row.baseline]} | {row.seeds} | {row.dice:.3f} | {row.baseline_dice:.3f} | "
             f"**{row.diff_overall:+.3f}** ({row.diff_overall_low:+.3f}–{row.diff_overall_high:+.3f}) | "
             f"{row.diff_ed:+.3f} ({row.diff_ed_low:+.3f}–{row.diff_ed_high:+.3f}) | "
-            f"{row.diff_es:+.3f} ({row.diff_es_low:+.3f}–{row.diff_es_high:+.3f}) | {per_seed} |"
+            f"{row.diff_es:+.3f} ({row.diff_es_low:+.3f}–{row.diff_es_high:+.3f}) | {per_seed} | {row.seeds_above_0} / {row.seeds_below_0} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -457,7 +458,11 @@ def run(args) -> int:
             raise UserError(f"--data_path {data_path}: no traced {split.upper()} videos to score (--score_splits)")
     counts = resolve_counts(args.n, available)
     variant_counts = resolve_counts([args.variant_n], available) if args.variants else []
+    variant_seeds = args.variant_seeds if args.variant_seeds is not None else args.seeds
+    if not set(variant_seeds) <= set(args.seeds):
+        raise UserError(f"--variant_seeds {variant_seeds}: must be among --seeds {args.seeds}")
     runs_per_seed = plan(args, counts, variant_counts)
+    main_runs = set(plan(argparse.Namespace(methods=args.methods, variants=[]), counts, []))
     work = Path(args.work_dir or Path("runs") / "low_label" / name)
     heldout = None
     if args.ssl_videos == "all":
@@ -471,13 +476,14 @@ def run(args) -> int:
     for seed in args.seeds:
         checkpoints = {None: None}
         ssl_seconds = {}
-        for key in dict.fromkeys(METHODS[m].pretraining for _, _, m in runs_per_seed if METHODS[m].pretraining):
+        seed_runs = [run for run in runs_per_seed if seed in variant_seeds or run in main_runs]
+        for key in dict.fromkeys(METHODS[m].pretraining for _, _, m in seed_runs if METHODS[m].pretraining):
             checkpoints[key], ssl_seconds[key] = pretrain(args, data_path, work, key, seed, heldout)
             accuracy = final_metric(checkpoints[key].parent.parent, "val_position_accuracy")
             ssl_rows.append({"pretraining": key, "seed": seed, "val_accuracy": accuracy, "ssl_seconds": ssl_seconds[key],
                              "val_mse_masked": final_metric(checkpoints[key].parent.parent, "val_mse_masked")})
         predictions_of = {}
-        for n, label, method in runs_per_seed:
+        for n, label, method in seed_runs:
             spec = METHODS[method]
             last, seconds = finetune(args, data_path, work, method, n, seed, checkpoints[spec.pretraining])
             run_dir = last.parent.parent
@@ -501,17 +507,21 @@ def run(args) -> int:
             rows.append(row)
             log.info("%s n=%s seed %d: Dice %.4f", method, label, seed, row["dice_overall"])
 
-    table = pd.DataFrame(rows)
     paired_rows = []
+    table = pd.DataFrame(rows)
     for (n, label, method) in runs_per_seed:
         baseline = BASELINE[method]
         if baseline == method:
             continue
-        ours = [counts_of[(method, n, s)] for s in args.seeds]
-        theirs = [counts_of[(baseline, n, s)] for s in args.seeds]
-        difference = paired_over_seeds(ours, theirs, args.samples, args.seeds[0])
+        seeds = [s for s in args.seeds if (method, n, s) in counts_of and (baseline, n, s) in counts_of]
+        ours = [counts_of[(method, n, s)] for s in seeds]
+        theirs = [counts_of[(baseline, n, s)] for s in seeds]
+        difference = paired_over_seeds(ours, theirs, args.samples, seeds[0])
+        per_seed = table[(table["method"] == method) & (table["n"] == n)]
         paired_rows.append({
-            "dataset": name, "n": n, "n_label": label, "method": method, "baseline": baseline, "seeds": len(args.seeds),
+            "dataset": name, "n": n, "n_label": label, "method": method, "baseline": baseline, "seeds": len(seeds),
+            "seeds_above_0": int((per_seed["diff_low"] > 0).sum()), "seeds_below_0": int((per_seed["diff_high"] < 0).sum()),
+            "mean_seed_difference": float(per_seed["diff_overall"].mean()),
             "videos": len(ours[0]), "dice": pooled_dice(sum(ours))["overall"], "baseline_dice": pooled_dice(sum(theirs))["overall"],
             **{f"diff_{key}": block["difference"] for key, block in difference.items()},
             **{f"diff_{key}_low": block["low"] for key, block in difference.items()},
@@ -546,20 +556,21 @@ def run(args) -> int:
         + f", {args.frames} frames, batch {args.batch_size}, lr {args.lr}, weak budget {args.budget_steps} steps, "
         f"pre-training {args.ssl_steps} steps (x4 and x16 for the long variants) on "
         + ("every video of the folder (VAL/TEST pixels as unlabelled videos)" if args.ssl_videos == "all" else f"the {available} traced and all untraced training videos")
-        + f" (labels unused), seeds {args.seeds}; last checkpoint of each run scored on {scored} "
+        + f" (labels unused), seeds {args.seeds}" + (f" (variants: {variant_seeds})" if variant_seeds != args.seeds else "")
+        + f"; last checkpoint of each run scored on {scored} "
         f"({int(table['test_videos'].iloc[0])} traced videos)"
     )
     main_methods = {*args.methods, *(BASELINE[m] for m in args.methods)}
     variant_methods = {*args.variants, *(BASELINE[m] for m in args.variants)}
     main_rows = table[table["n"].isin([n for n, _ in counts]) & table["method"].isin(main_methods)]
-    variant_rows = table[table["n"].isin([n for n, _ in variant_counts]) & table["method"].isin(variant_methods)]
+    variant_rows = table[table["n"].isin([n for n, _ in variant_counts]) & table["method"].isin(variant_methods) & table["seed"].isin(variant_seeds)]
     text = (
         f"# Low-label benchmark: {name}\n\n"
         f"Data: `{portable_path(data_path)}`. Command: `python -m benchmarks.low_label {' '.join(sys.argv[1:])}`.\n\n"
         f"Settings: {settings}.\n\n"
         "## Dice per method and n\n\n"
         f"{markdown_table(main_rows, args.seeds)}\n"
-        + (f"## Variants at n = {variant_counts[0][1]}\n\n{markdown_table(variant_rows, args.seeds)}\n" if len(variant_rows) else "")
+        + (f"## Variants at n = {variant_counts[0][1]}\n\n{markdown_table(variant_rows, variant_seeds)}\n" if len(variant_rows) else "")
         + "## Paired differences\n\n"
         "Pooled: each video's pixel counts summed over the seeds, then Dice(method) − Dice(baseline) with a paired "
         f"bootstrap over the {scored} videos ({args.samples} resamples); per seed: `evaluate_bootstrap.py --compare`"
