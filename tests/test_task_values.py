@@ -405,5 +405,14 @@ def test_trainable_head_moves_only_the_head_and_keeps_the_body_in_eval_mode():
     moved = {name for name, p in task.network.named_parameters() if not torch.equal(p, before[name])}
     assert moved == {name for name, _ in task.network.named_parameters() if name.startswith("head.")}
     assert WeakSegmentationTask(**TINY).network.encoder.training  # the default trains everything
-    with pytest.raises(UserError, match="--trainable"):
+    with pytest.raises(UserError, match="--trainable 'decoder': expected one of all, head"):
         WeakSegmentationTask(**TINY, trainable="decoder")
+
+
+def test_trainable_head_needs_a_network_with_an_output_block(monkeypatch):
+    import unilvseg.tasks.base as base
+
+    monkeypatch.setattr(base, "build_network", lambda *args, **kwargs: torch.nn.Conv3d(3, 1, 1))
+    with pytest.raises(UserError, match="--trainable head: network '3d_unet_tiny' has no separate output block"):
+        WeakSegmentationTask(**TINY, trainable="head")
+    assert WeakSegmentationTask(**TINY).trainable == "all"  # the same network trains whole

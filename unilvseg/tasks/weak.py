@@ -98,9 +98,9 @@ class WeakSegmentationTask(ClipTask):
         # Frame-weighted mean of the validation loss, reduced over ranks with the Dice sums.
         self.val_loss_mean = torchmetrics.MeanMetric()
         self.transfer_report = load_pretrained(self.network, checkpoint, pretrained_type=pretrained_type) if checkpoint else None
+        self.trainable = trainable
         if trainable not in TRAINABLE:
             raise UserError(f"--trainable {trainable!r}: expected one of {', '.join(TRAINABLE)}")
-        self.trainable = trainable
         if trainable == "head":
             if getattr(self.network, "head", None) is None:
                 raise UserError(f"--trainable head: network {network.get('encoder')!r} has no separate output block")
@@ -109,7 +109,7 @@ class WeakSegmentationTask(ClipTask):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if getattr(self, "trainable", "all") == "head":  # train() also runs inside nn.Module.__init__
+        if self.trainable == "head":
             # A probe reads fixed features: the frozen body's normalisation statistics and
             # dropout must not change with training either.
             for name, module in self.network.named_children():
