@@ -267,7 +267,7 @@ def final_metric(run_dir: Path, name: str) -> float:
 
 def pretext_baselines(data_path: Path, spec: Pretraining, videos: int, frames: int, size: tuple[int, int] | None) -> dict:
     """What the position pretext can get right without looking at the heart, on the first clip of
-    up to ``videos`` validation videos: the commonest class everywhere, and the class map drawn from
+    up to ``videos`` videos (validation first, then training videos when there are fewer): the commonest class everywhere, and the class map drawn from
     the ultrasound fan alone (the sector fall-back geometry; no LV). Pixel accuracy over the frame,
     as the task's ``val_position_accuracy``."""
     from unilvseg.data.index import load_index
@@ -281,7 +281,8 @@ def pretext_baselines(data_path: Path, spec: Pretraining, videos: int, frames: i
         "sectors": int(flags.get("--sectors", 8)),
     }
     n_classes = AnatomicalTargets(**grid).n_classes
-    records = load_index(data_path).split("val").records[:videos]
+    index = load_index(data_path)
+    records = (index.split("val").records + index.split("train").records)[:videos]  # pixels only: no label is read
     majority, fan_only, lv_source = [], [], 0
     for record in records:
         clip = read_video(record.path, size=tuple(size) if size else None)[:frames]
@@ -580,7 +581,7 @@ def run(args) -> int:
             "## The position pretext itself\n\n"
             "Pretext accuracy: `val_position_accuracy` at the end of pre-training (pixels of the frame whose class is right). "
             "Commonest class / fan-only map: the accuracy of predicting the commonest class everywhere, or the class map "
-            "of the fan-only fall-back geometry (no LV), on the first clip of 20 validation videos.\n\n"
+            "of the fan-only fall-back geometry (no LV), on the first clip of 20 videos (VAL first, then TRAIN).\n\n"
             f"{pretext_table(pretext)}\n" if len(pretext) else ""
         )
         + f"Wall time of this invocation: {wall / 60:.1f} min (stages finished by an earlier invocation are reused; "
