@@ -555,7 +555,7 @@ def run(args) -> int:
         f"encoder {args.encoder}" + (f" (width {args.width})" if args.width else "")
         + (f", input {args.size[0]}x{args.size[1]}" if args.size else "")
         + f", {args.frames} frames, batch {args.batch_size}, lr {args.lr}, weak budget {args.budget_steps} steps, "
-        f"pre-training {args.ssl_steps} steps (x4 and x16 for the long variants) on "
+        f"pre-training {args.ssl_steps} steps" + (" (x4 and x16 for the long variants)" if {"ap_long", "ap_xlong"} & set(args.variants) else "") + " on "
         + ("every video of the folder (VAL/TEST pixels as unlabelled videos)" if args.ssl_videos == "all" else f"the {available} traced and all untraced training videos")
         + f" (labels unused), seeds {args.seeds}" + (f" (variants: {variant_seeds})" if variant_seeds != args.seeds else "")
         + f"; last checkpoint of each run scored on {scored} "
@@ -585,7 +585,10 @@ def run(args) -> int:
             f"{pretext_table(pretext)}\n" if len(pretext) else ""
         )
         + f"Wall time of this invocation: {wall / 60:.1f} min (stages finished by an earlier invocation are reused; "
-        "the seconds columns are each stage's own time when it ran).\n"
+        "the seconds columns are each stage's own time when it ran). Training stages added up: "
+        f"{(table['weak_seconds'].sum() + (pd.DataFrame(ssl_rows)['ssl_seconds'].sum() if ssl_rows else 0.0)) / 60:.1f} min "
+        "(weak runs and pre-trainings, each counted once; prediction and scoring not included; several stages shared the 2 cores, "
+        "so these are wall seconds under load).\n"
     )
     write_text(text, stem.with_suffix(".md"))
     plot(table, stem.with_suffix(".png"), f"{name}: weak segmentation vs labelled videos")
