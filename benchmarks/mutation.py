@@ -147,6 +147,8 @@ EQUIVALENT: dict[str, str] = {
     **{_S + f"xǁTemporalMaskingTaskǁreconstruction_loss__mutmut_{i}": "the masks' device only matters on an accelerator; "
        "equivalent on this CPU-only machine (choose_masked_frames' device argument is tested with 'meta')" for i in (15, 20)},
     _S + "x_reverse_clips__mutmut_15": "the flags' device only matters on an accelerator; equivalent on this CPU-only machine",
+    _S + "x_reverse_clips__mutmut_8": "torch.rand draws from [0, 1): `< p` and `<= p` differ only when a draw equals p "
+    "exactly (probability 2**-24 per clip for p = 0.5)",
     _S + "x_blank_frames__mutmut_12": "the fill is float32 on the CPU, as the clips are here: .to(video) changes nothing "
     "on this CPU-only machine",
     **{_S + f"xǁTemporalMaskingTaskǁvalidation_step__mutmut_{i}": _PROGRESS_BAR for i in (17, 21, 25)},

@@ -416,3 +416,59 @@ def test_trainable_head_needs_a_network_with_an_output_block(monkeypatch):
     with pytest.raises(UserError, match="--trainable head: network '3d_unet_tiny' has no separate output block"):
         WeakSegmentationTask(**TINY, trainable="head")
     assert WeakSegmentationTask(**TINY).trainable == "all"  # the same network trains whole
+
+
+# --------------------------------------------------------------------------- published SSL options
+
+
+class _RecordingNetwork(torch.nn.Module):
+    """Stands in for the network: keeps its input, returns zeros of the same shape."""
+
+    def forward(self, x):
+        self.seen = x.detach().clone()
+        return torch.zeros_like(x)
+
+
+def _numbered_clips(batch=4, frames=16):
+    # Every (clip, frame) has its own value, so a reversed or blanked frame is recognisable.
+    values = (100 * torch.arange(batch)[:, None] + torch.arange(frames)[None, :]).float()  # (B, T)
+    return values[:, None, None, None, :].expand(batch, 3, 32, 32, frames).clone()
+
+
+def test_random_reverse_flips_the_clips_chosen_by_the_step_generator_before_masking():
+    from unilvseg.tasks.ssl import choose_masked_frames
+
+    task = TemporalMaskingTask(**TINY, mask_ratio=0.5, random_reverse=True)
+    task.network = _RecordingNetwork()
+    task.train()
+    video = _numbered_clips()
+    torch.manual_seed(12345)  # the global stream must not be what decides the flips
+    task.reconstruction_loss({"video": video}, torch.Generator().manual_seed(1))
+    # Expected, drawn independently from the same seed: first the flips, then the masks.
+    expected_generator = torch.Generator().manual_seed(1)
+    flips = torch.rand(4, generator=expected_generator) < 0.5
+    assert 0 < int(flips.sum()) < 4  # the seed flips some clips and keeps others
+    hidden = choose_masked_frames(4, 16, 8, expected_generator, video.device)
+    played = torch.stack([clip.flip(-1) if flip else clip for clip, flip in zip(video, flips)])
+    expected = played * (~hidden)[:, None, None, None, :]
+    assert torch.equal(task.network.seen, expected)
+    task.eval()  # validation never reverses
+    task.reconstruction_loss({"video": video}, torch.Generator().manual_seed(1))
+    first_visible = (task.network.seen[:, 0, 0, 0, :] != 0) | (video[:, 0, 0, 0, :] == 0)
+    assert torch.equal(task.network.seen[:, 0, 0, 0, :][first_visible], video[:, 0, 0, 0, :][first_visible])
+
+
+def test_raw_blanking_fills_hidden_frames_with_a_black_raw_frame():
+    from unilvseg.tasks.ssl import choose_masked_frames
+
+    mean, std = [0.1, 0.2, 0.3], [0.5, 0.25, 0.2]
+    task = TemporalMaskingTask(**TINY, mask_ratio=0.25, blank="raw", mean=mean, std=std)
+    task.network = _RecordingNetwork()
+    video = _numbered_clips(batch=2) + 1.0  # no frame is 0 or the fill value by chance
+    task.reconstruction_loss({"video": video}, torch.Generator().manual_seed(0))
+    hidden = choose_masked_frames(2, 16, 4, torch.Generator().manual_seed(0), video.device)
+    seen = task.network.seen
+    for channel in range(3):
+        black = -mean[channel] / std[channel]  # a 0-valued raw pixel after normalisation
+        assert torch.allclose(seen[:, channel][hidden[:, None, None, :].expand(2, 32, 32, 16)], torch.tensor(black))
+    assert torch.equal(seen[..., 0][~hidden[:, 0]], video[..., 0][~hidden[:, 0]])
