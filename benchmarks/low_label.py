@@ -371,7 +371,9 @@ def pretext_table(pretext: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
+def plot(table: pd.DataFrame, path: Path, title: str, paired: pd.DataFrame | None = None, methods: list[str] | None = None) -> Path:
+    """Left: Dice against n for ``methods`` (mean, min–max over seeds). Right (when ``paired`` has
+    rows): every paired comparison's pooled difference with its 95 % interval."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,8 +381,10 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
 
     from unilvseg.io import atomic_path
 
-    figure, axis = plt.subplots(figsize=(5.5, 4))
-    methods = list(dict.fromkeys(table["method"]))
+    methods = methods or list(dict.fromkeys(table["method"]))
+    show_paired = paired is not None and len(paired) > 0
+    figure, axes = plt.subplots(1, 2 if show_paired else 1, figsize=(12 if show_paired else 5.5, 4.5), squeeze=False)
+    axis = axes[0, 0]
     offsets = np.linspace(-0.05, 0.05, max(len(methods), 1))
     for offset, method in zip(offsets, methods):
         group = table[table["method"] == method]
@@ -391,13 +395,26 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
             marker="o", capsize=3, label=LABELS[method], linestyle="-" if means.shape[0] > 1 else "none",
         )
     axis.set_xscale("log", base=2)
-    ticks = sorted(table["n"].unique())
+    ticks = sorted(table[table["method"].isin(methods)]["n"].unique())
     axis.set_xticks(ticks, [str(t) for t in ticks])
     axis.set_xlabel("labelled training videos (n)")
     axis.set_ylabel("test Dice (overall, ED+ES): mean, min–max over seeds")
     axis.set_title(title, fontsize=9)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=6)
+    axis.legend(fontsize=7)
+    if show_paired:
+        axis = axes[0, 1]
+        rows = paired.reset_index(drop=True)
+        ys = np.arange(len(rows))[::-1]
+        axis.errorbar(
+            rows["diff_overall"], ys, xerr=[rows["diff_overall"] - rows["diff_overall_low"], rows["diff_overall_high"] - rows["diff_overall"]],
+            fmt="o", capsize=3, color="black",
+        )
+        axis.axvline(0.0, color="grey", linewidth=1)
+        labels = [f"n={r.n_label}: {LABELS[r.method]} − {LABELS[r.baseline]} ({r.seeds} seeds)" for r in rows.itertuples()]
+        axis.set_yticks(ys, labels, fontsize=6)
+        axis.set_xlabel("Dice difference, pooled over seeds (paired 95 % CI over videos)", fontsize=8)
+        axis.grid(alpha=0.3, axis="x")
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
@@ -591,7 +608,7 @@ def run(args) -> int:
         "so these are wall seconds under load).\n"
     )
     write_text(text, stem.with_suffix(".md"))
-    plot(table, stem.with_suffix(".png"), f"{name}: weak segmentation vs labelled videos")
+    plot(table, stem.with_suffix(".png"), f"{name}: weak segmentation vs labelled videos", paired, sorted(main_methods, key=list(METHODS).index))
     print(text)
     print(f"wrote {stem}.md, .csv, -paired.csv, .png")
     return 0

@@ -113,3 +113,13 @@ def test_paired_difference_pools_each_videos_counts_over_seeds(low_label):
     assert low_label.pooled_dice(sum(ours))["es"] == pytest.approx(2 * 16 / 40)
     with pytest.raises(UserError, match="same videos"):
         low_label.paired_over_seeds(ours, [counts([[1, 1, 1, 1, 1, 1]] * 2).rename(index={"b": "c"})] * 2, samples=10, seed=0)
+
+
+def test_plot_with_paired_differences_is_wider(low_label, tmp_path):
+    paired = pd.DataFrame([{
+        "n": 2, "n_label": "2", "method": "anatomical_position", "baseline": "scratch", "seeds": 1,
+        "diff_overall": 0.05, "diff_overall_low": -0.01, "diff_overall_high": 0.1,
+    }])
+    alone = cv2.imread(str(low_label.plot(result_rows(), tmp_path / "a.png", "test")))
+    both = cv2.imread(str(low_label.plot(result_rows(), tmp_path / "b.png", "test", paired, ["scratch", "anatomical_position"])))
+    assert both.shape[1] > 1.8 * alone.shape[1]
