@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pre-train on the training split (default) or on every video of the folder, VAL/TEST pixels included (labels never read)")
     parser.add_argument("--score_splits", nargs="+", default=["test"], choices=("test", "val"), help="splits scored (pooled when several)")
     parser.add_argument("--samples", type=int, default=2000, help="bootstrap resamples for the intervals")
+    parser.add_argument("--tag", default=None,
+                        help="names another run of the same pre-trainings (e.g. another --budget_steps): weak runs go to weak-...-<tag>, results to low_label-<dataset>-<tag>")
     parser.add_argument("--work_dir", default=None, help="run folders (default runs/low_label/<dataset>)")
     parser.add_argument("--results_dir", default=str(RESULTS_DIR), help="where the .md/.csv/.png go")
     return parser
@@ -190,7 +192,7 @@ def pretrain(args, data_path: Path, work: Path, key: str, seed: int, heldout: Pa
 def finetune(args, data_path: Path, work: Path, method: str, n: int, seed: int, checkpoint: Path | None) -> tuple[Path, float]:
     from unilvseg.cli.train import main_weak
 
-    run_dir = work / f"weak-{method}-n{n}-seed{seed}"
+    run_dir = work / (f"weak-{method}-n{n}-seed{seed}" + (f"-{args.tag}" if args.tag else ""))
     spec = METHODS[method]
     flags = train_flags(args, data_path, run_dir, seed, args.budget_steps * spec.weak_steps_factor) + ["--train_videos", str(n), *spec.weak_flags]
     if checkpoint is not None:
@@ -561,7 +563,7 @@ def run(args) -> int:
             )
         pretext = pd.concat([pretext, pd.DataFrame(baselines)], axis=1)
 
-    stem = results / f"low_label-{name}"
+    stem = results / (f"low_label-{name}" + (f"-{args.tag}" if args.tag else ""))
     write_csv(table, stem.with_suffix(".csv"))
     write_csv(paired, stem.parent / f"{stem.name}-paired.csv")
     if len(pretext):

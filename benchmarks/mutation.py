@@ -30,6 +30,7 @@ from unilvseg.io import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+STATUS = RESULTS / "mutation-status.md"  # hand-written status paragraph, placed under the score table
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,9 @@ def write_report(rows: list[dict]) -> None:
              "| module | status | mutants | killed | survived | no tests | equivalent | score % | seconds |",
              "|---|---|---|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
+    # The hand-written account of the runs (which ran when, what is left and why) survives every rewrite.
+    if STATUS.is_file():
+        lines += ["", STATUS.read_text().strip()]
     lines += ["", "Tests run per module (mutmut then runs, for each mutant, only the selected tests that reach "
               "the mutated function):", ""]
     for target in TARGETS:
