@@ -123,3 +123,28 @@ def test_plot_with_paired_differences_is_wider(low_label, tmp_path):
     alone = cv2.imread(str(low_label.plot(result_rows(), tmp_path / "a.png", "test")))
     both = cv2.imread(str(low_label.plot(result_rows(), tmp_path / "b.png", "test", paired, ["scratch", "anatomical_position"])))
     assert both.shape[1] > 1.8 * alone.shape[1]
+
+
+@pytest.mark.slow
+def test_benchmark_runs_end_to_end_and_pairs_every_method_with_its_baseline(low_label, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNILVSEG_CACHE", str(tmp_path / "cache"))
+    code = low_label.main([
+        "--phantom_videos", "12", "--seeds", "0", "--n", "2", "--methods", "scratch", "anatomical_position",
+        "--variants", "probe_anatomical_position", "--variant_n", "2", "--budget_steps", "2", "--ssl_steps", "2",
+        "--samples", "50", "--size", "32", "32", "--frames", "16",
+        "--work_dir", str(tmp_path / "runs"), "--results_dir", str(tmp_path / "results"),
+    ])
+    assert code == 0
+    runs = pd.read_csv(tmp_path / "results" / "low_label-phantom.csv")
+    assert set(runs["method"]) == {"scratch", "anatomical_position", "probe_scratch", "probe_anatomical_position"}
+    paired = pd.read_csv(tmp_path / "results" / "low_label-phantom-paired.csv").set_index("method")
+    assert paired.loc["anatomical_position", "baseline"] == "scratch"
+    assert paired.loc["probe_anatomical_position", "baseline"] == "probe_scratch"
+    # One seed: the pooled difference is that seed's difference, which evaluate_bootstrap.py --compare also reports.
+    per_seed = runs.set_index("method").loc["anatomical_position"]
+    assert paired.loc["anatomical_position", "diff_overall"] == pytest.approx(per_seed["diff_overall"], abs=1e-9)
+    assert per_seed["dice_overall"] - runs.set_index("method").loc["scratch", "dice_overall"] == pytest.approx(per_seed["diff_overall"], abs=1e-9)
+    pretext = pd.read_csv(tmp_path / "results" / "low_label-phantom-pretext.csv")
+    assert pretext["classes"].tolist() == [17]
+    assert 0 < pretext["fan_only_accuracy"].iloc[0] <= 1
+    assert "## Paired differences" in (tmp_path / "results" / "low_label-phantom.md").read_text()
