@@ -247,9 +247,12 @@ def paired_over_seeds(ours: list[pd.DataFrame], theirs: list[pd.DataFrame], samp
 
 
 def pooled_dice(counts: pd.DataFrame) -> dict:
-    inter, pred, true = (counts[[f"{kind}ED", f"{kind}ES"]].to_numpy(np.float64) for kind in ("Intersection", "PredArea", "TrueArea"))
-    ratio = lambda i, p, t: float(2 * i.sum() / max(p.sum() + t.sum(), 1))  # noqa: E731
-    return {"overall": ratio(inter, pred, true), "ed": ratio(inter[:, 0], pred[:, 0], true[:, 0]), "es": ratio(inter[:, 1], pred[:, 1], true[:, 1])}
+    """Ratio-of-sums Dice (overall, ED, ES) of per-video counts, as evaluate_bootstrap.py pools them."""
+    from unilvseg.evaluation import metrics
+
+    inter, pred, true = as_count_tuple(counts)
+    by_phase = metrics.pooled_dice(inter, pred, true, axis=0)
+    return {"overall": metrics.pooled_dice(inter, pred, true), "ed": float(by_phase[0]), "es": float(by_phase[1])}
 
 
 # -- why a pretext transfers or not ---------------------------------------------------------------
@@ -276,12 +279,11 @@ def pretext_baselines(data_path: Path, spec: Pretraining, videos: int, frames: i
     from unilvseg.data.video import read_video
     from unilvseg.tasks.anatomical import AnatomicalTargets, position_map, sector_fallback_geometry, estimate_geometry
 
-    flags = dict(zip(spec.flags[::2], spec.flags[1::2]))
-    grid = {
-        "along_bins": int(flags.get("--along_bins", 4)), "across_bins": int(flags.get("--across_bins", 4)),
-        "position_grid": flags.get("--position_grid", "cartesian"), "rings": int(flags.get("--rings", 3)),
-        "sectors": int(flags.get("--sectors", 8)),
-    }
+    from unilvseg.cli.train import ssl_parser
+
+    # The grid exactly as train_ssl.py reads the pre-training's flags (its defaults included).
+    flags = ssl_parser().parse_args(list(spec.flags))
+    grid = {name: getattr(flags, name) for name in ("along_bins", "across_bins", "position_grid", "rings", "sectors")}
     n_classes = AnatomicalTargets(**grid).n_classes
     index = load_index(data_path)
     records = (index.split("val").records + index.split("train").records)[:videos]  # pixels only: no label is read

@@ -58,17 +58,6 @@ def labelfree_parser() -> ArgumentParser:
     return parser
 
 
-def _batches(value):
-    """Lightning limit: a whole number counts batches, a fraction in (0, 1] a share of the epoch.
-
-    base_parser types these ``float | int``, which turns ``2`` into ``2.0`` (an invalid fraction);
-    integral values above 1 are batch counts again here.
-    """
-    if isinstance(value, float) and value.is_integer() and value > 1:
-        return int(value)
-    return value
-
-
 def config_from_args(args: Namespace):
     from unilvseg.labelfree.pipeline import PipelineConfig, QCSettings
 
@@ -120,8 +109,8 @@ def config_from_args(args: Namespace):
         threshold=args.threshold,
         pool_scale=args.pool_scale,
         qc=qc,
-        limit_train_batches=_batches(args.limit_train_batches),
-        limit_val_batches=_batches(args.limit_val_batches),
+        limit_train_batches=args.limit_train_batches,
+        limit_val_batches=args.limit_val_batches,
         max_steps=args.max_steps,
         accelerator=args.accelerator,
         devices=args.devices,
