@@ -344,10 +344,10 @@ def pooled_interval(evaluation_dirs: list[Path], splits: list[str], samples: int
     evaluate_bootstrap.py outputs together (e.g. VAL + TEST), from their per-video pixel counts."""
     from unilvseg.evaluation.bootstrap import bootstrap_dice
 
-    from benchmarks.low_label import as_count_tuple, video_counts
-
-    table = video_counts(evaluation_dirs, splits)
-    intervals = bootstrap_dice(*as_count_tuple(table), samples=samples, rng=np.random.default_rng(seed))
+    tables = [pd.read_csv(folder / f"{split}_dice.csv") for folder, split in zip(evaluation_dirs, splits)]
+    table = pd.concat(tables, ignore_index=True)
+    counts = [table[[f"{kind}ED", f"{kind}ES"]].to_numpy(np.int64) for kind in ("Intersection", "PredArea", "TrueArea")]
+    intervals = bootstrap_dice(*counts, samples=samples, rng=np.random.default_rng(seed))
     return {"n_videos": len(table), **{key: intervals[key].as_dict("dice") for key in ("overall", "ed", "es")}}
 
 
