@@ -47,6 +47,14 @@ def _isolated_cache(tmp_path_factory):
         yield
 
 
+@pytest.fixture(autouse=True)
+def _checkpoints_untrusted(monkeypatch):
+    """--trust_checkpoint records itself in the environment for the whole process: a test that
+    passes it must not make the next test's checkpoints trusted."""
+    monkeypatch.setenv("UNILVSEG_TRUST_CHECKPOINT", "")  # recorded, so the original state returns afterwards
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_phantom(tmp_path_factory) -> Path:
     """A 6-video phantom EchoNet folder (40-60 frames each), generated once per session.

@@ -231,8 +231,11 @@ def test_volumes_by_rule_equals_volumes_from_masks_with_the_same_settings():
     assert set(by_rule) == set(ED_ES_RULES)
     for rule, result in by_rule.items():
         alone = volumes_from_masks(masks, mm_per_pixel=0.7, disks=12, rule=rule, fps=fps)
-        for key in ("edv", "esv", "ef", "ed_frame", "es_frame", "beat_frames", "rule", "heart_rate_bpm"):
+        for key in ("edv", "esv", "ef", "heart_rate_bpm"):
             assert result[key] == pytest.approx(alone[key], nan_ok=True), (rule, key)
+        # Frames and names are exact; pytest >= 8.4 refuses approx on nested sequences anyway.
+        for key in ("ed_frame", "es_frame", "beat_frames", "rule"):
+            assert result[key] == alone[key], (rule, key)
         assert result["areas"].dtype == np.int64 and np.array_equal(result["areas"], np.count_nonzero(masks, axis=(1, 2)))
         np.testing.assert_allclose(result["volumes"], [method_of_disks(m, 0.7, 12) for m in masks])
     # 75 bpm at 30 fps: a beat every 24 frames.
@@ -716,3 +719,22 @@ def test_heart_period_counts_an_undefined_correlation_as_minus_one():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert heart_period(curve, 6) == pytest.approx(2.75, abs=1e-9)
+
+
+@pytest.mark.parametrize("rule", ED_ES_RULES)
+def test_a_one_frame_spike_or_dropout_is_never_ed_or_es(rule):
+    # A cosine volume curve, 5 beats of 40 frames; a one-frame spike 30 % above the largest ED and
+    # a one-frame drop to 20 % of the smallest ES, each inside a beat. volume_peaks used to take
+    # the spike as an ED (it fed raw volumes to the peak finder).
+    frames = np.arange(200)
+    volumes = 100.0 + 40.0 * np.cos(2 * np.pi * frames / 40)
+    spike, dropout = 73, 141
+    volumes[spike] = 1.3 * volumes.max()
+    volumes[dropout] = 0.2 * volumes.min()
+    assert glitch_frames(volumes, fps=50)[[spike, dropout]].all()
+    choice = choose_ed_es(volumes, volumes, rule, fps=50)
+    chosen = {frame for pair in choice.beats for frame in pair}
+    assert choice.beats and spike not in chosen and dropout not in chosen, (rule, choice.beats)
+    if rule == "volume_peaks":
+        # The spike's beat is still found, with its real ED (frame 80) and ES (frame 60 + 40k).
+        assert (80, 100) in choice.beats and all(ed % 40 == 0 and es % 40 == 20 for ed, es in choice.beats)

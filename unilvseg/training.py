@@ -128,6 +128,21 @@ def resume_step_of(checkpoint_path: str | Path, task=None) -> int:
     return int(checkpoint["global_step"])
 
 
+def fit_resume(trainer, task, datamodule, resume: str | None) -> None:
+    """``trainer.fit``, resuming from ``resume`` with Lightning's own loader held to the same rule
+    as ours: the checkpoint is unpickled as data (unilvseg.untrusted) unless the user trusts it.
+    ``resume_step_of`` has already refused a checkpoint that needs more than data."""
+    import inspect
+
+    from unilvseg.untrusted import safe_globals, trusted_by_environment
+
+    extra = {}
+    if resume and "weights_only" in inspect.signature(trainer.fit).parameters:
+        extra["weights_only"] = not trusted_by_environment()
+    with safe_globals():
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume, **extra)
+
+
 def make_trainer(
     run_dir: str | Path,
     monitor: str,

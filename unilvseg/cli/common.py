@@ -68,6 +68,14 @@ def error_line(error: BaseException) -> str:
     return text
 
 
+def add_trust_flag(group) -> None:
+    group.add_argument(
+        "--trust_checkpoint", type=bool, default=False,
+        help="load checkpoints with full unpickling, which can run code: only for files you trust "
+        "(default: checkpoints load as data; also UNILVSEG_TRUST_CHECKPOINT=1)",
+    )
+
+
 def base_parser(prog: str, description: str) -> ArgumentParser:
     from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
 
@@ -98,6 +106,7 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--run_dir", type=str | None, default=None, help="output folder (default runs/<kind>/<timestamp>)")
     run.add_argument("--resume", type=str | None, default=None, help="last.ckpt of an interrupted run of the same kind")
+    add_trust_flag(run)
     run.add_argument("--logger", type=str, default="csv", help="csv, tensorboard or wandb (offline without a key)")
     run.add_argument("--progress_bar", type=bool, default=True)
     trainer = parser.add_argument_group("Lightning Trainer pass-through")

@@ -18,6 +18,7 @@ from pathlib import Path
 from jsonargparse import ArgumentParser, Namespace
 
 from unilvseg.cli.common import base_parser, error_line, resolve_precision, setup_logging
+from unilvseg.untrusted import trust_checkpoints
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = labelfree_parser()
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        trust_checkpoints(args.trust_checkpoint)
         config = config_from_args(args)
         run_dir = Path(args.run_dir or Path("runs") / "labelfree" / time.strftime("%Y%m%d-%H%M%S"))
         pipeline = LabelFreePipeline(

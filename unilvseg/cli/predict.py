@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("--ed_es_rule", default=DEFAULT_ED_ES_RULE, choices=ED_ES_RULES,
                            help="how ED/ES frames are chosen for EF: beats (default; every complete heartbeat, EF = their mean), "
                            "extremes (largest/smallest volume of the video), volume_peaks (the earlier beat-wise rule)")
+    out.add_argument("--trust_checkpoint", action="store_true",
+                     help="load --checkpoint with full unpickling, which can run code: only for a file you trust "
+                     "(default: it loads as data; also UNILVSEG_TRUST_CHECKPOINT=1)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     setup_logging(args.pop("verbose"))
+    from unilvseg.untrusted import trust_checkpoints
+
+    trust_checkpoints(args.pop("trust_checkpoint"))
     try:
         return run_prediction(PredictOptions(**args))
     except UserError as error:

@@ -26,6 +26,7 @@ from unilvseg.cli.common import (  # noqa: F401 - base_parser, resolve_precision
     setup_logging,
 )
 from unilvseg.errors import NonFiniteLossError, UserError
+from unilvseg.untrusted import trust_checkpoints
 
 log = logging.getLogger("unilvseg")
 
@@ -156,7 +157,7 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
     import lightning as L
 
     from unilvseg.io import write_text
-    from unilvseg.training import make_trainer, resume_step_of
+    from unilvseg.training import fit_resume, make_trainer, resume_step_of
 
     _check_flags(args)
     L.seed_everything(args.seed, workers=True, verbose=False)
@@ -203,7 +204,7 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
         gradient_clip_val=args.gradient_clip_val,
         deterministic="warn",
     )
-    trainer.fit(task, datamodule=datamodule, ckpt_path=args.resume)
+    fit_resume(trainer, task, datamodule, args.resume)
     if not trainer.is_global_zero:
         return 0  # the run summary is rank 0's to print
     best = run_dir / "checkpoints" / "best.ckpt"
@@ -305,6 +306,7 @@ def _main(argv, parser_factory, kind, build) -> int:
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(_with_run_config(resolve_config_paths(argv), parser))
+        trust_checkpoints(args.trust_checkpoint)
         return run_training(args, kind, build, parser)
     except (UserError, NonFiniteLossError) as error:
         # A diverged run is the user's to fix (learning rate, data), not a bug: no traceback.
@@ -338,7 +340,10 @@ def _check_run_config(config: Path, resume: str, parser: ArgumentParser) -> None
     if unknown:
         from unilvseg.tasks.transfer import read_checkpoint
 
-        kind = read_checkpoint(resume, flag="--resume").get("unilvseg_task") or "non-unilvseg"
+        try:
+            kind = read_checkpoint(resume, flag="--resume").get("unilvseg_task") or "non-unilvseg"
+        except UserError:  # unreadable, or refused as untrusted: the run folder is still the wrong one
+            kind = "non-unilvseg"
         raise UserError(
             f"--resume {resume}: is a {kind} checkpoint of another script's run ({config} sets {', '.join(unknown[:4])}); "
             f"{parser.prog} cannot resume it (resume it with the script that made it, or start from it with --checkpoint)"

@@ -18,6 +18,7 @@ import pandas as pd
 
 from unilvseg.data.tracings import TracedVideo, ed_es_frames, polygon_area, polygon_from_rows, read_tracings, tracing_mask
 from unilvseg.errors import DataError
+from unilvseg.untrusted import check_name, name_problem
 
 log = logging.getLogger("unilvseg")
 
@@ -83,13 +84,24 @@ def _read_filelist(root: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: cannot parse CSV ({error})") from None
     table.columns = [str(c).strip() for c in table.columns]
+    repeated = sorted({c for c in table.columns if list(table.columns).count(c) > 1})
+    if repeated:
+        raise DataError(f"{path}: column(s) {repeated} appear more than once in the header ({','.join(table.columns)})")
     for column in ("FileName", "Split"):
         if column not in table.columns:
             raise DataError(f"{path}: column {column!r} missing (header: {','.join(table.columns)})")
     if table.empty:
         raise DataError(f"{path}: no videos listed")
-    table["FileName"] = table["FileName"].astype(str).str.strip().str.replace(r"\.avi$", "", regex=True, case=False)
-    table["Split"] = table["Split"].astype(str).str.strip().str.lower()
+    # fillna first: pandas >= 3 keeps a missing cell missing through astype(str).
+    table["FileName"] = table["FileName"].fillna("").astype(str).str.strip().str.replace(r"\.avi$", "", regex=True, case=False)
+    # A FileName becomes Videos/<name>.avi and output files named after it: one path component only.
+    problems = [(line, name, name_problem(name)) for line, name in enumerate(table["FileName"], start=2)]
+    problems = [(line, name, problem) for line, name, problem in problems if problem]
+    if problems:
+        shown = "; ".join(f"line {line}: {name!r} {problem}" for line, name, problem in problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise DataError(f"{path}: FileName must be a single file name: {shown}{more}")
+    table["Split"] = table["Split"].fillna("").astype(str).str.strip().str.lower()
     unknown = ~table["Split"].isin(SPLITS)
     if unknown.any():
         rows = (np.flatnonzero(unknown) + 2)[:5].tolist()
@@ -239,19 +251,25 @@ def index_video_folder(folder: str | Path) -> DatasetIndex:
     if not folder.is_dir():
         raise DataError(f"--external_dir {folder}: not a folder")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+    # A file name with a control character (a newline) would break the CSVs written about it.
+    unusable = [p.name for p in paths if name_problem(p.stem)]
+    if unusable:
+        log.warning("%s: skipped %d video file(s) whose name cannot be used (%s), e.g. %r",
+                    folder, len(unusable), name_problem(Path(unusable[0]).stem), unusable[0])
+    paths = [p for p in paths if not name_problem(p.stem)]
     empty = [p.stem for p in paths if p.stat().st_size == 0]
     records = [VideoRecord(file_name=p.stem, path=p, split="external") for p in paths if p.stat().st_size > 0]
     if empty:
         log.warning("%s: skipped %d empty video file(s), e.g. %s", folder, len(empty), ", ".join(empty[:3]))
     if not records:
         raise DataError(f"{folder}: no video files ({', '.join(VIDEO_SUFFIXES)}) found")
-    return DatasetIndex(records, folder, {"empty_video": empty})
+    return DatasetIndex(records, folder, {"empty_video": empty, "unusable_name": unusable})
 
 
 def reference_masks(data_path: str | Path, file_name: str) -> np.ndarray | None:
     """Dense truth ``ReferenceMasks/<FileName>.npz`` (key ``masks``, uint8 frames x H x W), or None
     when the data set has none for this video (phantom and real-mini have them; EchoNet does not)."""
-    path = Path(data_path) / "ReferenceMasks" / f"{file_name}.npz"
+    path = Path(data_path) / "ReferenceMasks" / f"{check_name(file_name, 'ReferenceMasks')}.npz"
     if not path.is_file():
         return None
     try:

@@ -17,6 +17,7 @@ import pandas as pd
 import skimage.draw
 
 from unilvseg.errors import DataError
+from unilvseg.untrusted import name_problem
 
 log = logging.getLogger("unilvseg")
 
@@ -92,8 +93,18 @@ def read_tracings(data_path: str | Path) -> dict[str, TracedVideo]:
     traced: dict[str, TracedVideo] = {}
     if table.empty:
         return traced
-    names = table["FileName"].astype(str).str.strip()
+    names = table["FileName"].fillna("").astype(str).str.strip()
     stems = names.str.replace(r"\.avi$", "", regex=True, case=False)
+    # Only names of FileList.csv (checked there) ever become paths; rows of other names would
+    # never be used, and a name that could leave its folder is dropped here with its rows named.
+    unusable = stems.map(name_problem).notna().to_numpy()
+    if unusable.any():
+        ids = np.flatnonzero(unusable)
+        log.warning(
+            "%s: skipped %d row(s) whose FileName cannot be a file name (%s), e.g. line %d: %r",
+            path, len(ids), name_problem(stems.iloc[ids[0]]), ids[0] + 2, stems.iloc[ids[0]],
+        )
+        stems = stems[~unusable]  # keeps the file's row labels, which index coords and frames below
     coords = table[["X1", "Y1", "X2", "Y2"]].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
     frames = pd.to_numeric(table["Frame"], errors="coerce").to_numpy(np.float64)
     bad_coord = ~np.isfinite(coords).all(axis=1)

@@ -42,7 +42,9 @@ import numpy as np
 
 from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
 from unilvseg.errors import DataError, UserError
+from unilvseg.evaluation.overlay import OVERLAY_FORMATS
 from unilvseg.evaluation.volumes import DEFAULT_ED_ES_RULE, VOLUME_FIELDS
+from unilvseg.untrusted import check_name, path_under
 
 log = logging.getLogger("unilvseg")
 
@@ -165,17 +167,23 @@ class Layout:
         self.parts_dir = self.root / "parts"
         self.overlays_dir = self.root / "overlays"
 
+    # Every output path is built here from a video's name, and checked to stay in the output
+    # folder: the last guard behind the index's own check of the names (unilvseg.untrusted).
+    def _inside(self, name: str, path: Path) -> Path:
+        check_name(name, "prediction output")
+        return path_under(self.root, path)
+
     def masks(self, name: str) -> Path:
-        return self.masks_dir / f"{name}.npz"
+        return self._inside(name, self.masks_dir / f"{name}.npz")
 
     def part(self, name: str) -> Path:
-        return self.parts_dir / f"{name}.csv"
+        return self._inside(name, self.parts_dir / f"{name}.csv")
 
     def overlay(self, name: str, fmt: str) -> Path:
-        return self.overlays_dir / f"{name}.{fmt}"
+        return self._inside(name, self.overlays_dir / f"{name}.{fmt}")
 
     def png(self, name: str, frame: int, phase: str) -> Path:
-        return self.root / f"{name}_{frame}_{phase}.png"
+        return self._inside(name, self.root / f"{name}_{frame}_{phase}.png")
 
 
 def traced_pngs(layout: Layout, record, n_frames: int) -> dict[Path, int]:
@@ -302,8 +310,10 @@ def write_video_outputs(layout: Layout, record, masks: np.ndarray, frames: np.nd
             write_overlay(path, frames, masks, video_fps(record))
             written.append("overlay")
     elif not only_missing:
-        for stale in layout.overlays_dir.glob(f"{record.file_name}.*") if layout.overlays_dir.is_dir() else []:
-            stale.unlink(missing_ok=True)  # an overlay of earlier masks would contradict the new ones
+        # An overlay of earlier masks would contradict the new ones. Only the files this tool
+        # writes are removed, by exact name (never a pattern built from the video's name).
+        for fmt in OVERLAY_FORMATS:
+            layout.overlay(record.file_name, fmt).unlink(missing_ok=True)
     if not only_missing:
         save_npz(layout.masks(record.file_name), masks=masks.astype(np.uint8))
         written.append("masks")

@@ -363,6 +363,23 @@ def _extreme_frames(areas: np.ndarray, volumes: np.ndarray, fps: float) -> list[
     return [(int(np.argmax(np.where(usable, volumes, -np.inf))), int(np.argmin(np.where(usable, volumes, np.inf))))]
 
 
+def _volume_peak_beats(areas: np.ndarray, volumes: np.ndarray, fps: float) -> list[tuple[int, int]]:
+    """``beats_from_volumes`` on the volume curve with glitch frames bridged, as every rule does:
+    a one-frame spike must not become an ED peak, nor a drop-out an ES. An ED or ES that still
+    lands on a glitch frame (a plateau) moves to the nearest good frame."""
+    glitches = glitch_frames(areas, fps)
+    good = np.flatnonzero(~glitches)
+    if len(good) < 3:
+        return []
+    frames = np.arange(len(volumes))
+    clean = np.interp(frames, good, volumes[good])
+
+    def nearest_good(frame: int) -> int:
+        return int(good[np.argmin(np.abs(good - frame))])
+
+    return [(nearest_good(ed), nearest_good(es)) for ed, es in beats_from_volumes(clean)]
+
+
 def choose_ed_es(areas: np.ndarray, volumes: np.ndarray, rule: str = DEFAULT_ED_ES_RULE, fps: float | None = None) -> EdEsChoice:
     """ED/ES frame pairs of one video by a rule of ``ED_ES_RULES`` (see the module docstring)."""
     if rule not in ED_ES_RULES:
@@ -376,7 +393,7 @@ def choose_ed_es(areas: np.ndarray, volumes: np.ndarray, rule: str = DEFAULT_ED_
             return EdEsChoice(search.beats, BEATS, "mean", search.period)
         return EdEsChoice(_extreme_frames(areas, volumes, fps), f"{EXTREMES} (fallback: {search.reason})", "single", search.period)
     if rule == VOLUME_PEAKS:
-        beats = beats_from_volumes(volumes)
+        beats = _volume_peak_beats(areas, volumes, fps)
         if beats:
             return EdEsChoice(beats, VOLUME_PEAKS, "median")
         return EdEsChoice(_extreme_frames(areas, volumes, fps), f"{EXTREMES} (fallback: no volume peaks)", "single")

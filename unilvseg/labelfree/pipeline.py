@@ -45,6 +45,7 @@ import numpy as np
 from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
 from unilvseg.data.index import reference_masks
 from unilvseg.errors import DataError, UserError
+from unilvseg.untrusted import check_name
 from unilvseg.io import save_npz, write_csv, write_json, write_text
 
 log = logging.getLogger("unilvseg")
@@ -181,7 +182,8 @@ class PipelineResult:
 
 
 def label_path(label_dir: Path, file_name: str) -> Path:
-    return Path(label_dir) / f"{file_name}.npz"
+    """``<label_dir>/<FileName>.npz``; the name must be one path component (unilvseg.untrusted)."""
+    return Path(label_dir) / f"{check_name(file_name, str(label_dir))}.npz"
 
 
 def read_labels(label_dir: str | Path, file_name: str) -> tuple[np.ndarray, np.ndarray] | None:

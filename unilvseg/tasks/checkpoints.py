@@ -27,7 +27,7 @@ def load_task(path: str | Path, expect: tuple[str, ...] | None = SEGMENTATION_TA
     default), with EchoNet's normalisation (the published default too)."""
     checkpoint = read_checkpoint(path)
     kind = checkpoint.get("unilvseg_task")
-    if kind is None and "hyper_parameters" not in checkpoint:
+    if kind is None:  # a Lightning 1.x checkpoint of the published code, with or without hyperparameters
         from unilvseg.models.simlvseg import is_published_state
 
         state = checkpoint.get("state_dict", checkpoint)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from unilvseg.errors import UserError
+from unilvseg.untrusted import load_checkpoint
 
 log = logging.getLogger("unilvseg")
 
@@ -34,16 +33,8 @@ class TransferReport:
 
 
 def read_checkpoint(path: str | Path, flag: str = "--checkpoint") -> dict:
-    """torch.load a checkpoint with errors that name the flag and the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{flag} {path}: file not found")
-    if path.stat().st_size == 0:
-        raise UserError(f"{flag} {path}: file is empty")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, AttributeError, ModuleNotFoundError) as error:
-        raise UserError(f"{flag} {path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
+    """A checkpoint dict, loaded as data (unilvseg.untrusted), with errors that name the flag and the file."""
+    checkpoint = load_checkpoint(path, flag=flag)
     if not isinstance(checkpoint, dict):
         raise UserError(f"{flag} {path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
     return checkpoint
