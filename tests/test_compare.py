@@ -189,3 +189,60 @@ def test_paper_table_of_several_folders(tmp_path, fmt, capsys):
         assert table.startswith(r"\begin{tabular}") and r"\\" in known_row
     else:
         assert table.startswith("| Method |")
+
+
+def _eroded(truths, rows_removed: int):
+    """Predictions that drop the top ``rows_removed`` LV rows of every traced mask."""
+    out = {}
+    for name, masks in truths.items():
+        pair = []
+        for truth in masks:
+            pred = truth.copy()
+            pred[np.flatnonzero(truth.any(axis=1))[:rows_removed]] = 0
+            pair.append(pred)
+        out[name] = tuple(pair)
+    return out
+
+
+def test_seeds_compare_several_folders_per_method(tmp_path, capsys):
+    """--seeds: each seed's block equals a one-folder --compare of that pair, and the pooled
+    difference is the difference of the mean-over-seeds Dice with an interval over seeds and videos."""
+    from unilvseg.cli.evaluate import main
+
+    root = _dataset(tmp_path, n_videos=8)
+    truths = _truths(root)
+    a_dirs, b_dirs = [], []
+    for seed, (a_rows, b_rows) in enumerate([(1, 3), (2, 2), (0, 4)]):
+        a_dirs.append(tmp_path / f"a{seed}")
+        b_dirs.append(tmp_path / f"b{seed}")
+        _write_predictions(a_dirs[-1], _eroded(truths, a_rows))
+        _write_predictions(b_dirs[-1], _eroded(truths, b_rows))
+    out = tmp_path / "out"
+    argv = ["--data_dir", str(root), "--output_dir", str(out), "--samples", "800", "--seeds",
+            "--prediction_dir", *map(str, a_dirs), "--compare", *map(str, b_dirs)]
+    assert main(argv) == 0
+    block = json.loads((out / "seeds_summary.json").read_text())
+    assert block["n_videos"] == 8 and len(block["per_seed"]) == 3
+
+    singles = []
+    for a, b in zip(a_dirs, b_dirs):
+        single = tmp_path / "single" / a.name
+        assert main(["--data_dir", str(root), "--output_dir", str(single), "--samples", "800",
+                     "--prediction_dir", str(a), "--compare", str(b)]) == 0
+        singles.append(json.loads((single / "summary.json").read_text()))
+    for item, single in zip(block["per_seed"], singles):
+        assert item["overall"] == single["compare"]["overall"]
+    mean_a = np.mean([s["overall"]["dice"] for s in singles])
+    mean_diff = np.mean([s["compare"]["overall"]["difference"] for s in singles])
+    assert block["a"]["overall"]["estimate"] == pytest.approx(mean_a)
+    assert block["overall"]["estimate"] == pytest.approx(mean_diff)
+    assert block["overall"]["low"] <= block["overall"]["estimate"] <= block["overall"]["high"]
+    # Seed 1 ties (2 rows each): its interval is exactly 0; seeds 0 and 2 favour A.
+    assert block["seeds_interval_above_0"] == 2 and block["seeds_interval_below_0"] == 0
+    log = (out / "seeds_log.csv").read_text()
+    assert "3 seed(s) of A against 3 of B on the same 8 test videos" in log and "2 of 3 intervals above 0" in log
+    # One folder per side without --seeds keeps the old meaning; several need --seeds.
+    capsys.readouterr()
+    assert main(["--data_dir", str(root), "--output_dir", str(tmp_path / "x"), "--prediction_dir", str(a_dirs[0]),
+                 "--compare", *map(str, b_dirs)]) == 2
+    assert "add --seeds" in capsys.readouterr().err

@@ -43,9 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip (and count) videos whose traced-frame predictions are missing or wrongly sized instead of failing",
     )
-    parser.add_argument("--compare", default=None, metavar="OTHER_PREDICTION_DIR",
+    parser.add_argument("--compare", default=None, nargs="+", metavar="OTHER_PREDICTION_DIR",
                         help="paired comparison: Dice difference (this - other; overall, ED, ES) on the same videos and the "
-                        "same bootstrap resamples, with its interval and the fraction of resamples <= 0 (log.csv, summary.json)")
+                        "same bootstrap resamples, with its interval and the fraction of resamples <= 0 (log.csv, summary.json); "
+                        "with --seeds, one folder per training seed of the other method")
+    parser.add_argument("--seeds", action="store_true",
+                        help="the --prediction_dir folders are the training seeds of one method and the --compare folders those "
+                        "of another: adds each seed's paired interval and the difference of the mean-over-seeds Dice with an "
+                        "interval over seeds and videos (OUTPUT_DIR/seeds_summary.json, seeds_log.csv)")
     parser.add_argument("--table", default=None, choices=["md", "latex"],
                         help="also write a paper table of the Dice of every --prediction_dir (OUTPUT_DIR/table.md or table.tex)")
     return parser
@@ -84,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from unilvseg.evaluation.evaluate import evaluate_predictions
 
+        if args.compare and len(args.compare) > 1 and not args.seeds:
+            raise UserError(f"--compare takes one folder (got {len(args.compare)}); for several seeds per method add --seeds")
+        if args.seeds and not args.compare:
+            raise UserError("--seeds needs --compare with the other method's folders (one per seed)")
+        if args.seeds and args.reference:
+            raise UserError("--seeds uses the video convention; drop --reference")
+
         summaries = []
         for prediction_dir, output_dir in zip(args.prediction_dir, _output_dirs(args.prediction_dir, args.output_dir)):
             summary = evaluate_predictions(
@@ -97,13 +109,25 @@ def main(argv: list[str] | None = None) -> int:
                 reference=args.reference,
                 plots=args.plots,
                 allow_missing=args.allow_missing,
-                compare=args.compare,
+                compare=None if args.seeds or not args.compare else args.compare[0],
             )
             summaries.append(summary)
             if len(args.prediction_dir) > 1:
                 print(f"== {prediction_dir}")
             print("\n".join(summary["log_lines"]))
             print(f"wrote {output_dir}/log.csv, summary.json, {args.split}_dice.csv")
+        if args.seeds:
+            from unilvseg.evaluation.compare import seed_comparison
+            from unilvseg.io import write_json, write_text
+
+            block, lines = seed_comparison(
+                args.data_dir or recorded_data_dir(args.prediction_dir[0]), args.split, args.prediction_dir, args.compare,
+                args.samples, args.seed, 0.95 if args.ci is None else args.ci, args.allow_missing,
+            )
+            write_json(block, Path(args.output_dir) / "seeds_summary.json")
+            write_text("\n".join(lines) + "\n", Path(args.output_dir) / "seeds_log.csv")
+            print("\n".join(lines))
+            print(f"wrote {args.output_dir}/seeds_summary.json, seeds_log.csv")
         if args.table:
             from unilvseg.evaluation.compare import paper_table
             from unilvseg.io import write_text

@@ -314,3 +314,140 @@ def paired_bootstrap_dice(
             low, high = reference_interval(values)
         result[name] = PairedInterval(estimates[name], low, high, float(np.mean(values <= 0)))
     return result
+
+
+# --------------------------------------------------------------------------- seeds and videos
+#
+# A method trained with S seeds and scored on the same N videos gives an S x N table of pixel
+# counts. Seeds and videos are crossed, not nested (every seed is scored on every video), so a
+# resample draws S seeds and N videos with replacement, independently (the two-way "pigeonhole"
+# bootstrap), and the statistic is the mean over the drawn seeds of each seed's pooled Dice over
+# the drawn videos: the Dice a new training run can expect on new videos. Its interval widens
+# with both the spread between seeds and the spread between videos; resampling videos with the
+# seeds fixed (summing counts over seeds) would hide the first.
+
+
+def _seeded_counts(counts, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(2·intersection, |pred| + |true|), each ``(S, N, 2)`` float64, from (inter, pred, true)."""
+    inter, pred_sum, true_sum = (np.asarray(c, dtype=np.float64) for c in counts)
+    if inter.ndim == 2:
+        inter, pred_sum, true_sum = inter[None], pred_sum[None], true_sum[None]
+    total = pred_sum + true_sum
+    if inter.ndim != 3 or inter.shape[2] != 2 or total.shape != inter.shape:
+        raise ValueError(f"{name}: expected (seeds, videos, 2) counts (ED, ES), got {inter.shape} and {total.shape}")
+    return 2 * inter, total
+
+
+def _seed_dice(twice: np.ndarray, total: np.ndarray, video_counts: np.ndarray) -> np.ndarray:
+    """Per-seed Dice under video resamples: ``(R, S, 3)`` for overall, ED, ES, where
+    ``video_counts (R, N)`` says how often each video was drawn."""
+    num = np.einsum("rn,snc->rsc", video_counts, twice)
+    den = np.einsum("rn,snc->rsc", video_counts, total)
+    return np.stack([_ratio(num.sum(2), den.sum(2)), _ratio(num[..., 0], den[..., 0]), _ratio(num[..., 1], den[..., 1])], axis=2)
+
+
+def _multiplicities(indices: np.ndarray, n: int) -> np.ndarray:
+    rows = indices.shape[0]
+    offsets = (np.arange(rows, dtype=np.int64) * n)[:, None]
+    return np.bincount((indices + offsets).ravel(), minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class SeedVideoResult:
+    """Mean-over-seeds Dice (or its difference) with an interval over seeds and videos."""
+
+    estimate: float
+    low: float
+    high: float
+    fraction_not_above_zero: float  # share of resamples <= 0 (meaningful for differences)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"estimate": self.estimate, "low": self.low, "high": self.high, "fraction_le_0": self.fraction_not_above_zero}
+
+
+def seed_video_bootstrap_dice(
+    counts_a,
+    counts_b=None,
+    samples: int = 10_000,
+    rng: np.random.Generator | None = None,
+    ci: float = 0.95,
+    paired_seeds: bool | None = None,
+    chunk: int = 1_000,
+) -> dict[str, SeedVideoResult]:
+    """Dice of method A (mean over its seeds), or A − B, with a bootstrap over seeds and videos.
+
+    ``counts_*``: ``(intersection, pred_sum, true_sum)``, each ``(S, N, 2)`` (ED, ES); both
+    methods on the same N videos in the same order. Every resample draws N videos (the same for
+    A and B: the comparison is paired over videos) and seeds: with ``paired_seeds`` (default when
+    S_A = S_B, e.g. seed k of both methods saw the same labelled subset) one draw of seed indices
+    serves both, else each side draws its own. Returns ``overall``, ``ed`` and ``es``.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"confidence level must be in (0, 1), got {ci}")
+    if samples < 1:
+        raise ValueError(f"bootstrap samples must be >= 1, got {samples}")
+    twice_a, total_a = _seeded_counts(counts_a, "counts_a")
+    sides = [(twice_a, total_a)]
+    if counts_b is not None:
+        twice_b, total_b = _seeded_counts(counts_b, "counts_b")
+        if twice_b.shape[1] != twice_a.shape[1]:
+            raise ValueError(f"both methods must be scored on the same videos, got {twice_a.shape[1]} and {twice_b.shape[1]}")
+        sides.append((twice_b, total_b))
+    if paired_seeds is None:
+        paired_seeds = len(sides) == 2 and sides[0][0].shape[0] == sides[1][0].shape[0]
+    if paired_seeds and len(sides) == 2 and sides[0][0].shape[0] != sides[1][0].shape[0]:
+        raise ValueError(f"paired seeds need as many seeds on both sides, got {sides[0][0].shape[0]} and {sides[1][0].shape[0]}")
+    n_videos = twice_a.shape[1]
+    everything = np.ones((1, n_videos))
+    estimate = sum(sign * _seed_dice(twice, total, everything)[0].mean(axis=0) for sign, (twice, total) in zip((1, -1), sides))
+
+    stats = np.empty((samples, 3))
+    done = 0
+    while done < samples:
+        rows = min(chunk, samples - done)
+        video_counts = _multiplicities(rng.integers(0, n_videos, size=(rows, n_videos)), n_videos)
+        seed_draws = None
+        value = np.zeros((rows, 3))
+        for sign, (twice, total) in zip((1, -1), sides):
+            n_seeds = twice.shape[0]
+            if seed_draws is None or not paired_seeds:
+                seed_draws = _multiplicities(rng.integers(0, n_seeds, size=(rows, n_seeds)), n_seeds)
+            per_seed = _seed_dice(twice, total, video_counts)  # (rows, S, 3)
+            value += sign * np.einsum("rs,rsc->rc", seed_draws, per_seed) / n_seeds
+        stats[done : done + rows] = value
+        done += rows
+    low, high = percentile_interval(stats, ci)
+    return {
+        name: SeedVideoResult(float(estimate[i]), float(low[i]), float(high[i]), float(np.mean(stats[:, i] <= 0)))
+        for i, name in enumerate(("overall", "ed", "es"))
+    }
+
+
+def seed_video_bootstrap_mean(
+    values: np.ndarray, samples: int = 10_000, rng: np.random.Generator | None = None, ci: float = 0.95, chunk: int = 1_000
+) -> SeedVideoResult:
+    """Mean of a per-(seed, video) quantity ``values (S, N)`` (e.g. absolute EF error, per-video
+    Dice, an area-curve correlation) with the same two-way bootstrap over seeds and videos.
+    Every cell must be defined: a video that one seed could not score is left out for every
+    seed by the caller (dropping cells per resample would let the missing ones steer it)."""
+    rng = np.random.default_rng() if rng is None else rng
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[None]
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"expected (seeds, videos) values, got shape {values.shape}")
+    if not np.isfinite(values).all():
+        raise ValueError(f"{int((~np.isfinite(values)).sum())} of {values.size} (seed, video) values are not finite")
+    n_seeds, n_videos = values.shape
+    stats = np.empty(samples)
+    done = 0
+    while done < samples:
+        rows = min(chunk, samples - done)
+        w_seed = _multiplicities(rng.integers(0, n_seeds, size=(rows, n_seeds)), n_seeds)
+        w_video = _multiplicities(rng.integers(0, n_videos, size=(rows, n_videos)), n_videos)
+        stats[done : done + rows] = np.einsum("rs,sn,rn->r", w_seed, values, w_video) / (n_seeds * n_videos)
+        done += rows
+    low, high = percentile_interval(stats, ci)
+    estimate = float(values.mean())
+    return SeedVideoResult(estimate, float(low), float(high), float(np.mean(stats <= 0)))

@@ -73,6 +73,100 @@ def paired_comparison(
     return block, lines
 
 
+def seed_comparison(
+    data_dir, split: str, dirs_a: list, dirs_b: list, samples: int, seed: int, ci: float, allow_missing: bool,
+) -> tuple[dict, list[str]]:
+    """Method A (``dirs_a``: one prediction folder per training seed) against method B (``dirs_b``),
+    scored on the traced videos every folder has.
+
+    Reports each seed's paired interval (seed k of A against seed k of B, when both have as many
+    seeds, as when seed k chose the same labelled videos for both) and the difference of the
+    mean-over-seeds Dice with an interval over seeds and videos
+    (:func:`unilvseg.evaluation.bootstrap.seed_video_bootstrap_dice`), plus each method's own
+    Dice over seeds and videos. Returns the JSON block and the log lines.
+    """
+    from unilvseg.data.index import load_index
+    from unilvseg.evaluation.bootstrap import seed_video_bootstrap_dice
+    from unilvseg.evaluation.evaluate import _listing, traced_counts, traced_predictions
+
+    if len(dirs_a) < 1 or len(dirs_b) < 1:
+        raise UserError("--seeds needs at least one --prediction_dir and one --compare folder")
+    folders = [Path(d) for d in [*dirs_a, *dirs_b]]
+    for folder in folders:
+        if not folder.is_dir():
+            raise UserError(f"{folder}: prediction folder does not exist")
+    if len({f.resolve() for f in folders}) < len(folders):
+        raise UserError("--seeds: a folder is listed twice (every seed of every method needs its own folder)")
+    records = load_index(data_dir, split=split, require_tracings=True).records
+    usable = {r.file_name for r in records}
+    per_folder = []
+    for folder in folders:
+        kept, predictions, problems = traced_predictions(records, folder)
+        if problems and not allow_missing:
+            raise UserError(
+                f"{folder}: {len(problems.missing) + len(problems.mismatched)} of the {len(records)} traced {split} videos have "
+                f"no usable prediction ({_listing(problems.missing + problems.mismatched)}); every seed must be scored on the "
+                "same videos (pass --allow_missing to use the videos every folder has)"
+            )
+        usable &= {r.file_name for r in kept}
+        per_folder.append((kept, predictions))
+    common = [r for r in records if r.file_name in usable]
+    if not common:
+        raise UserError(f"--seeds: no traced {split} video has a usable prediction in every folder")
+
+    def counts_of(kept, predictions):
+        position = {r.file_name: i for i, r in enumerate(kept)}
+        order = [position[r.file_name] for r in common]
+        return traced_counts(common, [predictions[i] for i in order])
+
+    stacked = [counts_of(*item) for item in per_folder]
+    side_a = tuple(np.stack([c[k] for c in stacked[: len(dirs_a)]]) for k in range(3))
+    side_b = tuple(np.stack([c[k] for c in stacked[len(dirs_a):]]) for k in range(3))
+    paired_seeds = len(dirs_a) == len(dirs_b)
+    difference = seed_video_bootstrap_dice(side_a, side_b, samples=samples, rng=np.random.default_rng(seed), ci=ci)
+    own_a = seed_video_bootstrap_dice(side_a, samples=samples, rng=np.random.default_rng(seed), ci=ci)
+    own_b = seed_video_bootstrap_dice(side_b, samples=samples, rng=np.random.default_rng(seed), ci=ci)
+    per_seed = []
+    if paired_seeds:
+        for k in range(len(dirs_a)):
+            one = paired_bootstrap_dice(tuple(c[k] for c in side_a), tuple(c[k] for c in side_b), samples=samples,
+                                        rng=np.random.default_rng(seed), ci=ci)
+            per_seed.append({"a": str(dirs_a[k]), "b": str(dirs_b[k]), **{key: one[key].as_dict() for key, _ in STATISTICS}})
+    above = sum(1 for s in per_seed if s["overall"]["low"] > 0)
+    below = sum(1 for s in per_seed if s["overall"]["high"] < 0)
+    block = {
+        "difference": "mean over A's seeds minus mean over B's seeds (Dice)",
+        "interval": "bootstrap over seeds and videos (seeds paired)" if paired_seeds else "bootstrap over seeds and videos (seeds drawn per side)",
+        "n_videos": len(common),
+        "seeds_a": [str(d) for d in dirs_a],
+        "seeds_b": [str(d) for d in dirs_b],
+        **{key: difference[key].as_dict() for key, _ in STATISTICS},
+        "a": {key: own_a[key].as_dict() for key, _ in STATISTICS},
+        "b": {key: own_b[key].as_dict() for key, _ in STATISTICS},
+        "per_seed": per_seed,
+        "seeds_interval_above_0": above,
+        "seeds_interval_below_0": below,
+    }
+    lines = [
+        f"# {len(dirs_a)} seed(s) of A against {len(dirs_b)} of B on the same {len(common)} {split} videos; "
+        f"{100 * ci:g}% intervals over seeds and videos ({block['interval']}); difference = A - B",
+        f"{split} dice A (mean over seeds): {own_a['overall'].estimate:.4f} ({own_a['overall'].low:.4f} - {own_a['overall'].high:.4f})",
+        f"{split} dice B (mean over seeds): {own_b['overall'].estimate:.4f} ({own_b['overall'].low:.4f} - {own_b['overall'].high:.4f})",
+    ]
+    for key, name in STATISTICS:
+        value = difference[key]
+        lines.append(
+            f"{split} dice difference ({name}): {value.estimate:+.4f} ({value.low:+.4f} - {value.high:+.4f}), "
+            f"fraction of resamples <= 0: {value.fraction_not_above_zero:.4f}"
+        )
+    if per_seed:
+        lines.append(f"# per seed (paired over videos): {above} of {len(per_seed)} intervals above 0, {below} below 0")
+        for k, item in enumerate(per_seed):
+            value = item["overall"]
+            lines.append(f"seed {k}: {value['difference']:+.4f} ({value['low']:+.4f} - {value['high']:+.4f})")
+    return block, lines
+
+
 def _cell(block: dict, fmt: str) -> str:
     estimate, low, high = block["dice"], block["low"], block["high"]
     if fmt == "latex":
