@@ -8,9 +8,12 @@ and linear probes, see ``METHODS``) run the same way at ``--variant_n``. ``scrat
 since every other method is compared with it:
 
 * per seed, with ``evaluate_bootstrap.py --compare`` (paired bootstrap over test videos);
-* pooled over seeds: each test video's pixel counts summed over the seeds, per method, then a
-  paired bootstrap over videos (the same function), so the interval covers the test-video
-  sample; the per-seed differences show what the seed adds.
+* over seeds: the mean over seeds of each seed's Dice, method minus baseline, with a bootstrap
+  that resamples both the seeds (paired: seed k of both saw the same labelled videos) and the
+  test videos (``unilvseg.evaluation.bootstrap.seed_video_bootstrap_dice``, the function behind
+  ``evaluate_bootstrap.py --seeds``), so the interval covers the variation between training runs
+  as well as the test-video sample. How many seeds' own intervals lie above / below 0 is
+  reported beside it.
 
 Each pre-training runs once per seed (``--ssl_steps`` steps, x4 and x16 for the budget variants) and
 serves every n and every method that starts from it. The last checkpoint of each weak run
@@ -236,14 +239,22 @@ def as_count_tuple(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def paired_over_seeds(ours: list[pd.DataFrame], theirs: list[pd.DataFrame], samples: int, seed: int) -> dict:
-    """Dice(ours) − Dice(theirs) with each video's counts summed over the seeds, paired bootstrap over videos."""
-    from unilvseg.evaluation.bootstrap import paired_bootstrap_dice
+    """Mean-over-seeds Dice(ours) − Dice(theirs), seed k of both paired, with a bootstrap over seeds
+    and videos; also each side's own mean-over-seeds Dice with its interval (``ours``/``theirs``)."""
+    from unilvseg.evaluation.bootstrap import seed_video_bootstrap_dice
 
-    a, b = sum(ours), sum(theirs)  # aligned on FileName; a video missing from a run becomes NaN
-    if a.isna().any().any() or b.isna().any().any() or set(a.index) != set(b.index):
+    names = ours[0].index
+    if any(set(t.index) != set(names) or len(t.index) != len(names) for t in [*ours, *theirs]):
         raise UserError("paired comparison: the runs were not scored on the same videos")
-    result = paired_bootstrap_dice(as_count_tuple(a), as_count_tuple(b.loc[a.index]), samples=samples, rng=np.random.default_rng(seed))
-    return {key: result[key].as_dict() for key in ("overall", "ed", "es")}
+    stack = lambda tables: tuple(np.stack(parts) for parts in zip(*(as_count_tuple(t.loc[names]) for t in tables)))  # noqa: E731
+    a, b = stack(ours), stack(theirs)
+    difference = seed_video_bootstrap_dice(a, b, samples=samples, rng=np.random.default_rng(seed), paired_seeds=True)
+    own = {side: seed_video_bootstrap_dice(counts, samples=samples, rng=np.random.default_rng(seed)) for side, counts in (("ours", a), ("theirs", b))}
+    result = {key: {"difference": value.estimate, "low": value.low, "high": value.high, "fraction_le_0": value.fraction_not_above_zero}
+              for key, value in difference.items()}
+    for side, blocks in own.items():
+        result[side] = {key: value.as_dict() for key, value in blocks.items()}
+    return result
 
 
 def pooled_dice(counts: pd.DataFrame) -> dict:
@@ -343,7 +354,7 @@ def paired_table(paired: pd.DataFrame, runs: pd.DataFrame) -> str:
     """One row per compared (n, method): pooled Dice of both, the pooled paired difference with
     its interval, and each seed's own paired difference (evaluate_bootstrap.py --compare)."""
     lines = [
-        "| n | method | vs | seeds | Dice (pooled over seeds) | baseline | difference overall (95 % CI) | ED | ES | per-seed differences | seeds with CI > 0 / < 0 |",
+        "| n | method | vs | seeds | Dice (mean over seeds, 95 % CI) | baseline | difference overall (95 % CI, seeds and videos) | ED | ES | per-seed differences | seeds with CI > 0 / < 0 |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in paired.itertuples():
@@ -353,8 +364,9 @@ def paired_table(paired: pd.DataFrame, runs: pd.DataFrame) -> str:
             for r in seeds.itertuples()
         )
         lines.append(
-            f"| {row.n_label} | {LABELS[row.method]} | {LABELS[row.baseline]} | {row.seeds} | {row.dice:.3f} | {row.baseline_dice:.3f} | "
-            f"**{row.diff_overall:+.3f}** ({row.diff_overall_low:+.3f}–{row.diff_overall_high:+.3f}) | "
+            f"| {row.n_label} | {LABELS[row.method]} | {LABELS[row.baseline]} | {row.seeds} | "
+            f"{row.dice:.3f} ({row.dice_low:.3f}–{row.dice_high:.3f}) | {row.baseline_dice:.3f} ({row.baseline_dice_low:.3f}–{row.baseline_dice_high:.3f}) | "
+            f"{row.diff_overall:+.3f} ({row.diff_overall_low:+.3f}–{row.diff_overall_high:+.3f}) | "
             f"{row.diff_ed:+.3f} ({row.diff_ed_low:+.3f}–{row.diff_ed_high:+.3f}) | "
             f"{row.diff_es:+.3f} ({row.diff_es_low:+.3f}–{row.diff_es_high:+.3f}) | {per_seed} | {row.seeds_above_0} / {row.seeds_below_0} |"
         )
@@ -417,7 +429,7 @@ def plot(table: pd.DataFrame, path: Path, title: str, paired: pd.DataFrame | Non
         axis.axvline(0.0, color="grey", linewidth=1)
         labels = [f"n={r.n_label}: {LABELS[r.method]} − {LABELS[r.baseline]} ({r.seeds} seeds)" for r in rows.itertuples()]
         axis.set_yticks(ys, labels, fontsize=6)
-        axis.set_xlabel("Dice difference, pooled over seeds (paired 95 % CI over videos)", fontsize=8)
+        axis.set_xlabel("Dice difference, mean over seeds (95 % CI over seeds and videos)", fontsize=8)
         axis.grid(alpha=0.3, axis="x")
     figure.tight_layout()
     with atomic_path(path) as tmp:
@@ -539,12 +551,16 @@ def run(args) -> int:
         ours = [counts_of[(method, n, s)] for s in seeds]
         theirs = [counts_of[(baseline, n, s)] for s in seeds]
         difference = paired_over_seeds(ours, theirs, args.samples, seeds[0])
+        own = {side: difference.pop(side) for side in ("ours", "theirs")}
         per_seed = table[(table["method"] == method) & (table["n"] == n)]
         paired_rows.append({
             "dataset": name, "n": n, "n_label": label, "method": method, "baseline": baseline, "seeds": len(seeds),
             "seeds_above_0": int((per_seed["diff_low"] > 0).sum()), "seeds_below_0": int((per_seed["diff_high"] < 0).sum()),
             "mean_seed_difference": float(per_seed["diff_overall"].mean()),
-            "videos": len(ours[0]), "dice": pooled_dice(sum(ours))["overall"], "baseline_dice": pooled_dice(sum(theirs))["overall"],
+            "videos": len(ours[0]),
+            "dice": own["ours"]["overall"]["estimate"], "dice_low": own["ours"]["overall"]["low"], "dice_high": own["ours"]["overall"]["high"],
+            "baseline_dice": own["theirs"]["overall"]["estimate"], "baseline_dice_low": own["theirs"]["overall"]["low"],
+            "baseline_dice_high": own["theirs"]["overall"]["high"],
             **{f"diff_{key}": block["difference"] for key, block in difference.items()},
             **{f"diff_{key}_low": block["low"] for key, block in difference.items()},
             **{f"diff_{key}_high": block["high"] for key, block in difference.items()},
@@ -565,6 +581,9 @@ def run(args) -> int:
             )
         pretext = pd.concat([pretext, pd.DataFrame(baselines)], axis=1)
 
+    from benchmarks.common import git_commit
+
+    commit = git_commit()
     stem = results / (f"low_label-{name}" + (f"-{args.tag}" if args.tag else ""))
     write_csv(table, stem.with_suffix(".csv"))
     write_csv(paired, stem.parent / f"{stem.name}-paired.csv")
@@ -588,14 +607,16 @@ def run(args) -> int:
     variant_rows = table[table["n"].isin([n for n, _ in variant_counts]) & table["method"].isin(variant_methods) & table["seed"].isin(variant_seeds)]
     text = (
         f"# Low-label benchmark: {name}\n\n"
-        f"Data: `{portable_path(data_path)}`. Command: `python -m benchmarks.low_label {' '.join(sys.argv[1:])}`.\n\n"
+        f"Data: `{portable_path(data_path)}`. Command: `python -m benchmarks.low_label {' '.join(sys.argv[1:])}`, "
+        f"at commit {commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else "") + ".\n\n"
         f"Settings: {settings}.\n\n"
         "## Dice per method and n\n\n"
         f"{markdown_table(main_rows, args.seeds)}\n"
         + (f"## Variants at n = {variant_counts[0][1]}\n\n{markdown_table(variant_rows, variant_seeds)}\n" if len(variant_rows) else "")
         + "## Paired differences\n\n"
-        "Pooled: each video's pixel counts summed over the seeds, then Dice(method) − Dice(baseline) with a paired "
-        f"bootstrap over the {scored} videos ({args.samples} resamples); per seed: `evaluate_bootstrap.py --compare`"
+        "Over seeds: Dice(method) − Dice(baseline), each the mean over seeds of a seed's Dice, with a 95 % interval from a "
+        f"bootstrap that resamples the seeds (seed k of both paired) and the {scored} videos ({args.samples} resamples; "
+        "`evaluate_bootstrap.py --seeds`). Per seed: `evaluate_bootstrap.py --compare` (paired over videos only)"
         + (" on TEST." if len(args.score_splits) == 1 else f" on {args.score_splits[0].upper()} only.") + "\n\n"
         f"{paired_table(paired, table)}\n"
         + (

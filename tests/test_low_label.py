@@ -98,18 +98,19 @@ def test_plan_runs_each_baseline_before_what_is_compared_with_it(low_label):
         assert at_four.index(low_label.BASELINE[method]) <= at_four.index(method)
 
 
-def test_paired_difference_pools_each_videos_counts_over_seeds(low_label):
+def test_paired_difference_is_the_mean_over_seeds_with_an_interval_over_seeds_and_videos(low_label):
     def counts(rows):  # rows: (intersection, predicted, true) for ED and ES of each video
         columns = ["IntersectionED", "PredAreaED", "TrueAreaED", "IntersectionES", "PredAreaES", "TrueAreaES"]
         return pd.DataFrame(rows, columns=columns, index=pd.Index(["a", "b"], name="FileName"))
 
     ours = [counts([[8, 10, 10, 4, 5, 5], [9, 10, 10, 3, 5, 5]]), counts([[10, 10, 10, 5, 5, 5], [7, 10, 10, 4, 5, 5]])]
     theirs = [counts([[5, 10, 10, 2, 5, 5], [5, 10, 10, 2, 5, 5]]), counts([[5, 10, 10, 2, 5, 5], [5, 10, 10, 2, 5, 5]])]
-    # Pooled by hand: ours 2*(34+16)/(80+40) = 100/120, theirs 2*(20+8)/120 = 56/120.
+    # By hand, per seed: ours 2*(17+7)/60 = 48/60 and 2*(17+9)/60 = 52/60; theirs 2*14/60 = 28/60 both.
     result = low_label.paired_over_seeds(ours, [theirs[1], theirs[0]], samples=200, seed=0)
-    assert result["overall"]["difference"] == pytest.approx(44 / 120)
-    assert result["ed"]["difference"] == pytest.approx(2 * 34 / 80 - 2 * 20 / 80)
-    assert result["overall"]["low"] <= 44 / 120 <= result["overall"]["high"]
+    assert result["overall"]["difference"] == pytest.approx((48 / 60 + 52 / 60) / 2 - 28 / 60)
+    assert result["ed"]["difference"] == pytest.approx((2 * 17 / 40 + 2 * 17 / 40) / 2 - 2 * 10 / 40)
+    assert result["ours"]["overall"]["estimate"] == pytest.approx(50 / 60)
+    assert result["overall"]["low"] <= 22 / 60 <= result["overall"]["high"]
     assert low_label.pooled_dice(sum(ours))["es"] == pytest.approx(2 * 16 / 40)
     with pytest.raises(UserError, match="same videos"):
         low_label.paired_over_seeds(ours, [counts([[1, 1, 1, 1, 1, 1]] * 2).rename(index={"b": "c"})] * 2, samples=10, seed=0)
