@@ -321,13 +321,23 @@ def machine_info(device: str = "cpu") -> dict:
 
 def portable_path(path) -> str:
     """A path as it may stand in a committed result: relative to the repository when inside it,
-    with the home folder as ``~`` otherwise (results must not name this machine's folders)."""
+    with the home folder as ``~`` and the temporary folder as ``$TMPDIR`` otherwise (results must
+    not name this machine's folders)."""
+    import tempfile
+
     resolved = Path(path).expanduser().resolve()
-    try:
-        return str(resolved.relative_to(ROOT))
-    except ValueError:
-        home = Path.home().resolve()
+    for base, shown in ((ROOT, None), (Path.home().resolve(), "~"), (Path(tempfile.gettempdir()).resolve(), "$TMPDIR")):
         try:
-            return str(Path("~") / resolved.relative_to(home))
+            relative = resolved.relative_to(base)
         except ValueError:
-            return str(path)
+            continue
+        return str(relative) if shown is None else str(Path(shown) / relative)
+    return str(path)
+
+
+def portable_command(module: str, argv: list[str]) -> str:
+    """``python -m <module> <argv>`` with every absolute path argument made portable (portable_path)."""
+    import os
+
+    shown = [portable_path(a) if os.path.isabs(a) else a for a in argv]
+    return " ".join(["python -m", module, *shown])

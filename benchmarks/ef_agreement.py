@@ -129,11 +129,11 @@ def _interval(low, high, digits):
 
 
 def report(table, summary, skipped, args, source: str, seconds: float) -> str:
-    from benchmarks.common import cpu_model, git_commit
+    from benchmarks.common import cpu_model, git_commit, portable_command
 
     git = git_commit()
     commit = (git["commit"] or "?")[:10] + (" + uncommitted changes" if git["dirty"] else "")
-    command = "python -m benchmarks.ef_agreement " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python -m benchmarks.ef_agreement"
+    command = portable_command("benchmarks.ef_agreement", sys.argv[1:])
     lines = [
         f"# EF from masks vs FileList EF: {Path(args.data_path).name}, {source} masks",
         "",

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.common import portable_command
 from unilvseg.errors import UserError
 from unilvseg.labelfree.pipeline import report_table
 
@@ -235,7 +236,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
 
     meta = {
         "dataset": dataset,
-        "command": "python -m benchmarks.labelfree_bench " + " ".join(sys.argv[1:]),
+        "command": portable_command("benchmarks.labelfree_bench", sys.argv[1:]),
         "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch threads "
         f"{torch.get_num_threads()}, CUDA {'yes' if torch.cuda.is_available() else 'no'}, load average "
         f"{load_before:.1f} at start",

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import portable_path
+from benchmarks.common import portable_command, portable_path
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -607,7 +607,7 @@ def run(args) -> int:
     variant_rows = table[table["n"].isin([n for n, _ in variant_counts]) & table["method"].isin(variant_methods) & table["seed"].isin(variant_seeds)]
     text = (
         f"# Low-label benchmark: {name}\n\n"
-        f"Data: `{portable_path(data_path)}`. Command: `python -m benchmarks.low_label {' '.join(sys.argv[1:])}`, "
+        f"Data: `{portable_path(data_path)}`. Command: `{portable_command('benchmarks.low_label', sys.argv[1:])}`, "
         f"at commit {commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else "") + ".\n\n"
         f"Settings: {settings}.\n\n"
         "## Dice per method and n\n\n"

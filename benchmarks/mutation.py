@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import sys
 import time
 from dataclasses import dataclass
@@ -360,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modules", nargs="*", default=[t.name for t in TARGETS],
                         help=f"subset of: {' '.join(t.name for t in TARGETS)}")
-    parser.add_argument("--work_dir", type=Path, default=Path("/tmp/unilvseg-mutation"))
+    parser.add_argument("--work_dir", type=Path, default=Path(tempfile.gettempdir()) / "unilvseg-mutation",
+                        help="scratch copies of the mutated modules (default: unilvseg-mutation in the temporary folder)")
     parser.add_argument("--max_children", type=int, default=2, help="mutants tested at once (mutmut --max-children)")
     parser.add_argument("--rerun_survivors", action="store_true",
                         help="rerun only the mutants the last run of each module did not kill (its scratch copy in "

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import load_average
+from benchmarks.common import load_average, portable_command
 from unilvseg.errors import UserError
 
 log = logging.getLogger("unilvseg")
@@ -463,14 +463,14 @@ def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict) -> st
         "EF: from the predicted masks (predict.py volumes.csv, method of disks) against FileList's EF on every",
         f"predicted video ({meta['ef_videos']}); MAE with its 95 % bootstrap interval, bias = predicted − reference.",
         "",
-        "| scheme | TEST Dice | TEST ED | TEST ES | VAL+TEST Dice | VAL+TEST ED | VAL+TEST ES | EF MAE | EF r² | EF bias | EF videos | train s (CPU s) | predict s (CPU s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scheme | TEST Dice | TEST ED | TEST ES | VAL+TEST Dice | VAL+TEST ED | VAL+TEST ES | EF MAE | EF R² (1 − SS_res/SS_tot) | EF Pearson r² | EF bias | EF videos | train s (CPU s) | predict s (CPU s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in table.iterrows():
         cells = [LABELS.get(row["scheme"], row["scheme"])]
         cells += [_interval(row, f"test_dice_{key}") for key in ("overall", "ed", "es")]
         cells += [_interval(row, f"valtest_dice_{key}") for key in ("overall", "ed", "es")]
-        cells += [_interval(row, "ef_mae"), f"{row['ef_r2']:.2f}", f"{row['ef_bias']:+.1f}", str(int(row["ef_n_videos"])),
+        cells += [_interval(row, "ef_mae"), f"{row['ef_r2']:.2f}", f"{row.get('ef_pearson_r2', float('nan')):.2f}", f"{row['ef_bias']:+.1f}", str(int(row["ef_n_videos"])),
                   f"{row['train_seconds']:.0f} ({row['train_cpu_seconds']:.0f})", f"{row['predict_seconds']:.0f} ({row['predict_cpu_seconds']:.0f})"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
@@ -574,7 +574,7 @@ def run(args) -> int:
     ef_plots(ef_all, results)
     meta = {
         "dataset": Path(args.data_path).resolve().name + (" (smoke subset)" if args.smoke else ""),
-        "command": "python -m benchmarks.real_echo " + " ".join(sys.argv[1:] if args.argv is None else args.argv),
+        "command": portable_command("benchmarks.real_echo", list(sys.argv[1:] if args.argv is None else args.argv)),
         "device": _device_text(load_at_start),
         "wall_seconds": time.perf_counter() - started,
         "settings": _settings_text(budget),

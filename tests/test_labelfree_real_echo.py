@@ -176,23 +176,22 @@ ECHONET_REAL = SHARED_DATA / "echonet-real"
 
 @needs_real_data
 @pytest.mark.real_data
-def test_stage1_on_human_traced_real_frames():
-    """Every human-traced real frame (VAL + TEST, 8 frames) gets a label overlapping the LV;
-    no threshold here or in the code was set on these videos."""
-    if not ECHONET_REAL.is_dir():
-        pytest.skip(f"{ECHONET_REAL} absent")
-    from unilvseg.data.index import load_index
-    from unilvseg.data.tracings import tracing_mask
+def test_stage1_on_every_frame_of_the_dense_train_references():
+    """Stage-1 labels against the dense ReferenceMasks of the 3 traced TRAIN videos, every frame
+    (573 frames). Label-free training uses no tracing and no reference mask, so these are an
+    untouched reference for it; the human-traced VAL/TEST frames are not looked at here (they
+    are kept for one final check of the trained schemes).
+    Measured (this code, 2026-12-06): pooled Dice 0.80 / 0.92 / 0.80, worst frame 0.58;
+    the floors below only catch a collapse (a label that misses the LV)."""
+    from unilvseg.data.index import load_index, reference_masks
     from unilvseg.data.video import read_video
 
-    index = load_index(ECHONET_REAL, split="all", require_tracings=False)
-    human = [r for r in index.records if r.split in ("val", "test") and r.traced_frames]
-    assert len(human) == 4
-    dice = []
-    for record in human:
+    index = load_index(ECHONET_REAL, split="train", require_tracings=True)
+    assert len(index.records) == 3
+    for record in index.records:
+        reference = reference_masks(ECHONET_REAL, record.file_name) > 0
         masks, _ = weak_lv_labels(read_video(record.path))
-        for phase, frame in record.traced_frames.items():
-            truth = tracing_mask(record.ed_rows if phase == "ED" else record.es_rows, *masks.shape[1:])
-            dice.append(_dice(masks[frame], truth))
-    # Measured (this code): 0.37-0.89 per frame, mean 0.77; a collapse (Dice ~0) would fail here.
-    assert min(dice) > 0.25 and np.mean(dice) > 0.7, np.round(dice, 2)
+        n = min(len(reference), len(masks))
+        per_frame = [_dice(masks[t], reference[t]) for t in range(n)]
+        pooled = 2 * (masks[:n].astype(bool) & reference[:n]).sum() / (masks[:n].astype(bool).sum() + reference[:n].sum())
+        assert pooled > 0.7 and min(per_frame) > 0.4, (record.file_name, round(float(pooled), 3), round(float(min(per_frame)), 3))

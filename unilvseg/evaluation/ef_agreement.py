@@ -45,7 +45,7 @@ def ef_agreement_intervals(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
 ) -> dict:
     """``{"n", "mae", "mae_low", "mae_high", "bias", "bias_low", "bias_high", "r", "r_low", "r_undefined_resamples",
-    "r_high", "r2", "rmse", "sd", "loa_low", "loa_high"}`` for paired EFs in percent.
+    "r_high", "r2" (1 - SS_res/SS_tot), "pearson_r2", "rmse", "sd", "loa_low", "loa_high"}`` for paired EFs in percent.
 
     ``sd`` is the sample SD of the differences and ``loa_*`` the Bland-Altman limits
     ``bias ± 1.96·sd``. r and its interval are NaN with fewer than 3 videos (or constant EFs).
@@ -94,7 +94,8 @@ def ef_agreement_intervals(
         "r_low": r_low,
         "r_high": r_high,
         "r_undefined_resamples": r_undefined,
-        "r2": basic["r2"],
+        "r2": basic["r2"],  # coefficient of determination, 1 - SS_res/SS_tot (negative when worse than the mean)
+        "pearson_r2": r * r if np.isfinite(r) else float("nan"),
         "rmse": basic["rmse"],
         "sd": sd,
         "loa_low": basic["bias"] - LOA_SDS * sd,

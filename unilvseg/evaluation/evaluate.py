@@ -455,7 +455,8 @@ def _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, c
         f"({block['n_videos']} videos, {block['n_traced']} of them traced)",
         f"{split} ef mae: {agreement['mae']:.2f} ({agreement['mae_low']:.2f} - {agreement['mae_high']:.2f}), "
         f"bias {agreement['bias']:+.2f} ({agreement['bias_low']:+.2f} - {agreement['bias_high']:+.2f}), "
-        f"r {agreement['r']:.3f} ({agreement['r_low']:.3f} - {agreement['r_high']:.3f}), r2 {agreement['r2']:.3f}, "
+        f"r {agreement['r']:.3f} ({agreement['r_low']:.3f} - {agreement['r_high']:.3f}), "
+        f"R2 (1 - SS_res/SS_tot) {agreement['r2']:.3f}, Pearson r2 {agreement['pearson_r2']:.3f}, "
         f"rmse {agreement['rmse']:.2f}, n={block['n_videos']}" + (f" ({missing} predicted without EF)" if missing else ""),
         *agreement_table_lines(agreement, label),
     ]
