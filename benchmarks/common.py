@@ -321,12 +321,13 @@ def machine_info(device: str = "cpu") -> dict:
 
 def portable_path(path) -> str:
     """A path as it may stand in a committed result: relative to the repository when inside it,
-    with the home folder as ``~`` and the temporary folder as ``$TMPDIR`` otherwise (results must
-    not name this machine's folders)."""
+    beside it as ``../`` (``../shared/data``), with the home folder as ``~`` and the temporary
+    folder as ``$TMPDIR`` otherwise (results must not name this machine's folders)."""
     import tempfile
 
     resolved = Path(path).expanduser().resolve()
-    for base, shown in ((ROOT, None), (Path.home().resolve(), "~"), (Path(tempfile.gettempdir()).resolve(), "$TMPDIR")):
+    bases = ((ROOT, None), (Path.home().resolve(), "~"), (Path(tempfile.gettempdir()).resolve(), "$TMPDIR"), (ROOT.parent, ".."))
+    for base, shown in bases:
         try:
             relative = resolved.relative_to(base)
         except ValueError:
