@@ -103,10 +103,15 @@ def test_every_command_refuses_a_checkpoint_that_runs_code(command, weak_run, ti
     assert status == 2, err
     assert not marker.exists(), "the checkpoint's code ran"
     assert "refused" in err and "--trust_checkpoint" in err and "Traceback" not in err, err
-    if command == "predict":
-        # With the opt-in the same file loads (its code runs: that is what trusting means).
-        assert run_command("predict", argv + ["--trust_checkpoint"]) == 0
-        assert marker.exists()
+    # With the opt-in the same file loads (its code runs: that is what trusting means).
+    if command == "train_labelfree":
+        trusted = labelfree_main(argv + ["--trust_checkpoint", "true"])
+    elif command == "predict":
+        trusted = run_command("predict", argv + ["--trust_checkpoint"])
+    else:
+        trusted = run_command({"train_ssl_checkpoint": "train_ssl"}.get(command, "train_weak"),
+                              argv + ["--trust_checkpoint", "true"] + (["--epochs", "2"] if command == "train_weak_resume" else []))
+    assert marker.exists() and trusted == 0, capsys.readouterr().err[-2000:]
 
 
 def test_own_checkpoints_resume_without_the_opt_in(weak_run, tmp_path):
