@@ -73,6 +73,10 @@ TRAIN_FOLDERS = {
     "e_phantom": ["e_phantom"],
 }
 SMOKE_UNTRACED = 5  # untraced TRAIN videos in the --smoke subset (plus every traced video)
+# Schemes whose training reads the tracings of the videos that have dense ReferenceMasks (the
+# traced TRAIN videos' tracings were drawn from those masks): their dense figures would be scored
+# on what they were trained on, so only the other schemes get them.
+TRAINS_ON_DENSE_REFERENCES = {"b_ssl_finetune", "b_scratch", "c_anatomical_finetune", "d_tracings_pseudo"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"), help="network input size (default 64 64)")
     parser.add_argument("--batch_size", type=int, default=None, help="training batch size (default 4)")
     parser.add_argument("--samples", type=int, default=None, help="bootstrap resamples (default 10000)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the seed of a one-seed run (see --seeds)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="train and score every scheme once per seed (run folders <run_dir>/seed<k>); the report adds mean ± sd "
+                        "over seeds, intervals over seeds and videos, paired differences to b' and the dense every-frame figures")
     parser.add_argument("--device", default="auto", help="predict.py --device (auto: CUDA when available)")
     return parser
 
@@ -351,6 +358,83 @@ def pooled_interval(evaluation_dirs: list[Path], splits: list[str], samples: int
     return {"n_videos": len(table), **{key: intervals[key].as_dict("dice") for key in ("overall", "ed", "es")}}
 
 
+def valtest_counts(evaluation_dirs: list[Path], splits: list[str]) -> pd.DataFrame:
+    """Per-video (intersection, predicted, true) pixel counts at ED and ES over the scored splits."""
+    tables = [pd.read_csv(folder / f"{split}_dice.csv") for folder, split in zip(evaluation_dirs, splits)]
+    columns = [f"{kind}{phase}" for kind in ("Intersection", "PredArea", "TrueArea") for phase in ("ED", "ES")]
+    return pd.concat(tables, ignore_index=True).set_index("FileName")[columns].sort_index()
+
+
+def dense_every_frame(prediction_dir: Path, data_path: Path) -> list[dict]:
+    """Every-frame figures against the dense ReferenceMasks: pooled Dice, the area curves'
+    correlation, ES/ED area ratios at the reference's beats and the frame-to-frame area change."""
+    from benchmarks.real_echo_diagnosis import against_reference
+    from unilvseg.data.index import load_index
+    from unilvseg.evaluation.predict import video_fps
+
+    rows = []
+    for record in load_index(data_path, require_tracings=False).records:
+        reference_path = data_path / "ReferenceMasks" / f"{record.file_name}.npz"
+        predicted_path = prediction_dir / "masks" / f"{record.file_name}.npz"
+        if not (reference_path.is_file() and predicted_path.is_file()):
+            continue
+        with np.load(reference_path) as archive:
+            reference = archive["masks"] > 0
+        with np.load(predicted_path) as archive:
+            predicted = archive["masks"] > 0
+        if reference.shape[1:] != predicted.shape[1:]:
+            continue
+        n = min(len(reference), len(predicted))
+        reference, predicted = reference[:n], predicted[:n]
+        inter = int((reference & predicted).sum())
+        areas = predicted.reshape(n, -1).sum(1).astype(float)
+        reference_areas = reference.reshape(n, -1).sum(1).astype(float)
+        rows.append({"FileName": record.file_name, "frames": n, "intersection": inter, "pred_area": int(areas.sum()),
+                     "true_area": int(reference_areas.sum()), "dice": 2 * inter / max(areas.sum() + reference_areas.sum(), 1),
+                     **against_reference(areas, reference_areas, video_fps(record))})
+    return rows
+
+
+def over_seeds(table: pd.DataFrame, counts: dict, ef_all: pd.DataFrame, samples: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per scheme: mean ± sd over seeds, and intervals over seeds and videos (VAL+TEST Dice, EF MAE);
+    per scheme against b' (from scratch): the paired difference over seeds and videos."""
+    from unilvseg.evaluation.bootstrap import seed_video_bootstrap_dice, seed_video_bootstrap_mean
+
+    def stacked(scheme: str):
+        tables = [counts[(scheme, s)] for s in sorted(table.loc[table["scheme"] == scheme, "seed"])]
+        names = tables[0].index
+        return tuple(np.stack([t.loc[names, [f"{kind}ED", f"{kind}ES"]].to_numpy(np.float64) for t in tables])
+                     for kind in ("Intersection", "PredArea", "TrueArea"))
+
+    rows, paired = [], []
+    for scheme, group in table.groupby("scheme", sort=False):
+        dice = seed_video_bootstrap_dice(stacked(scheme), samples=samples, rng=np.random.default_rng(seed))
+        errors = ef_all[ef_all["scheme"] == scheme].pivot_table(index="seed", columns="FileName", values="EF_predicted") \
+            - ef_all[ef_all["scheme"] == scheme].pivot_table(index="seed", columns="FileName", values="EF_reference")
+        errors = errors.dropna(axis=1)  # a video is scored only where every seed has an EF for it
+        mae = seed_video_bootstrap_mean(errors.abs().to_numpy(), samples=samples, rng=np.random.default_rng(seed))
+        bias = seed_video_bootstrap_mean(errors.to_numpy(), samples=samples, rng=np.random.default_rng(seed))
+        row = {"scheme": scheme, "seeds": len(group), "videos": int(group["valtest_videos"].iloc[0]), "ef_videos": errors.shape[1]}
+        for column in ("test_dice_overall", "valtest_dice_overall", "valtest_dice_ed", "valtest_dice_es", "ef_mae", "ef_bias", "ef_r"):
+            row[f"{column}_mean"], row[f"{column}_sd"] = float(group[column].mean()), float(group[column].std(ddof=1)) if len(group) > 1 else float("nan")
+        for key in ("overall", "ed", "es"):
+            row.update({f"valtest_dice_{key}_seeds_videos": dice[key].estimate, f"valtest_dice_{key}_low": dice[key].low,
+                        f"valtest_dice_{key}_high": dice[key].high})
+        row.update(ef_mae_seeds_videos=mae.estimate, ef_mae_low=mae.low, ef_mae_high=mae.high,
+                   ef_bias_seeds_videos=bias.estimate, ef_bias_low=bias.low, ef_bias_high=bias.high)
+        rows.append(row)
+        if scheme != "b_scratch" and "b_scratch" in set(table["scheme"]):
+            same_seeds = sorted(set(group["seed"]) & set(table.loc[table["scheme"] == "b_scratch", "seed"]))
+            if same_seeds:
+                difference = seed_video_bootstrap_dice(stacked(scheme), stacked("b_scratch"), samples=samples,
+                                                       rng=np.random.default_rng(seed), paired_seeds=len(same_seeds) == len(group))
+                paired.append({"scheme": scheme, "baseline": "b_scratch", "seeds": len(same_seeds),
+                               **{f"diff_{k}": v.estimate for k, v in difference.items()},
+                               **{f"diff_{k}_low": v.low for k, v in difference.items()},
+                               **{f"diff_{k}_high": v.high for k, v in difference.items()}})
+    return pd.DataFrame(rows), pd.DataFrame(paired)
+
+
 def score(scheme: str, checkpoint: Path, data_path: Path, folder: Path, budget: Budget, seed: int, device: str) -> tuple[dict, pd.DataFrame, float]:
     from unilvseg.cli.evaluate import main as evaluate_main
     from unilvseg.cli.predict import main as predict_main
@@ -442,14 +526,15 @@ def _interval(row, prefix: str) -> str:
     return f"{value:.3f} ({row[prefix + '_low']:.3f}–{row[prefix + '_high']:.3f})"
 
 
-def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict) -> str:
+def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict, seeds_table: pd.DataFrame | None = None,
+             paired: pd.DataFrame | None = None, dense: pd.DataFrame | None = None) -> str:
     from benchmarks.labelfree_bench import COLUMNS as STAGE_COLUMNS
     from unilvseg.labelfree.pipeline import report_table
 
     lines = [
         f"# Real echo: every scheme on {meta['dataset']}",
         "",
-        f"Command: `{meta['command']}`",
+        f"Command: `{meta['command']}` at commit {meta.get('commit', 'unknown')}; seeds {meta.get('seeds', [0])}.",
         f"Device: {meta['device']}; wall time of this invocation {meta['wall_seconds'] / 60:.1f} min "
         "(stages finished by an earlier invocation are reused; the seconds columns are each stage's own time).",
         f"Settings: {meta['settings']}.",
@@ -467,7 +552,7 @@ def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict) -> st
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for _, row in table.iterrows():
-        cells = [LABELS.get(row["scheme"], row["scheme"])]
+        cells = [LABELS.get(row["scheme"], row["scheme"]) + (f", seed {int(row['seed'])}" if len(meta.get("seeds", [0])) > 1 else "")]
         cells += [_interval(row, f"test_dice_{key}") for key in ("overall", "ed", "es")]
         cells += [_interval(row, f"valtest_dice_{key}") for key in ("overall", "ed", "es")]
         cells += [_interval(row, "ef_mae"), f"{row['ef_r2']:.2f}", f"{row.get('ef_pearson_r2', float('nan')):.2f}", f"{row['ef_bias']:+.1f}", str(int(row["ef_n_videos"])),
@@ -480,6 +565,53 @@ def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict) -> st
         "programs on the same cores do not inflate; `nan` for stages reused from a run before CPU time was recorded.",
         "Plots: `real_echo_ef_bland_altman.png`, `real_echo_ef_scatter.png`; per-video EF: `real_echo_ef.csv`.",
     ]
+    if seeds_table is not None and len(seeds_table):
+        f = lambda v, d=3: "–" if not np.isfinite(v) else f"{v:.{d}f}"  # noqa: E731
+        lines += [
+            "",
+            f"## Over seeds ({len(meta['seeds'])} seeds; {meta['valtest_videos']} VAL+TEST videos, {2 * meta['valtest_videos']} human-traced frames)",
+            "",
+            "Mean ± sd over seeds of each seed's figure; the 95 % intervals resample seeds and videos together "
+            "(`unilvseg.evaluation.bootstrap.seed_video_bootstrap_*`, the bootstrap of `evaluate_bootstrap.py --seeds`). "
+            "EF over the videos every seed predicted.",
+            "",
+            "| scheme | TEST Dice, mean ± sd | VAL+TEST Dice, mean ± sd | VAL+TEST Dice (seeds × videos 95 % CI) | ED | ES | EF MAE, mean ± sd | EF MAE (seeds × videos CI) | EF bias (CI) | EF r, mean ± sd |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in seeds_table.itertuples():
+            lines.append(
+                f"| {LABELS.get(r.scheme, r.scheme)} | {f(r.test_dice_overall_mean)} ± {f(r.test_dice_overall_sd)} | "
+                f"{f(r.valtest_dice_overall_mean)} ± {f(r.valtest_dice_overall_sd)} | "
+                f"{f(r.valtest_dice_overall_seeds_videos)} ({f(r.valtest_dice_overall_low)}–{f(r.valtest_dice_overall_high)}) | "
+                f"{f(r.valtest_dice_ed_seeds_videos)} ({f(r.valtest_dice_ed_low)}–{f(r.valtest_dice_ed_high)}) | "
+                f"{f(r.valtest_dice_es_seeds_videos)} ({f(r.valtest_dice_es_low)}–{f(r.valtest_dice_es_high)}) | "
+                f"{f(r.ef_mae_mean, 1)} ± {f(r.ef_mae_sd, 1)} | {f(r.ef_mae_seeds_videos, 1)} ({f(r.ef_mae_low, 1)}–{f(r.ef_mae_high, 1)}) | "
+                f"{r.ef_bias_seeds_videos:+.1f} ({r.ef_bias_low:+.1f}–{r.ef_bias_high:+.1f}) | {f(r.ef_r_mean, 2)} ± {f(r.ef_r_sd, 2)} |"
+            )
+        if paired is not None and len(paired):
+            lines += ["", "Paired with b' (from scratch), same seeds and videos: VAL+TEST Dice difference (95 % CI over seeds and videos)", "",
+                      "| scheme | seeds | overall | ED | ES |", "|---|---|---|---|---|"]
+            for r in paired.itertuples():
+                lines.append(f"| {LABELS.get(r.scheme, r.scheme)} | {r.seeds} | " + " | ".join(
+                    f"{getattr(r, f'diff_{k}'):+.3f} ({getattr(r, f'diff_{k}_low'):+.3f}–{getattr(r, f'diff_{k}_high'):+.3f})" for k in ("overall", "ed", "es")) + " |")
+    if dense is not None and len(dense):
+        summary = dense.groupby("scheme", sort=False).agg(
+            videos=("FileName", "nunique"), seeds=("seed", "nunique"), frames=("frames", "sum"), inter=("intersection", "sum"),
+            pred=("pred_area", "sum"), true=("true_area", "sum"), curve_r=("curve_r", "mean"), ratio=("es_ed_ratio", "mean"),
+            ratio_ref=("es_ed_ratio_ref", "mean"), change=("frame_change_vs_ref", "mean"))
+        lines += [
+            "",
+            "## Every frame against the dense references",
+            "",
+            "ReferenceMasks (EchoNet's DeepLabV3 masks) of the traced TRAIN videos, every frame, for the schemes that did not train on "
+            "them (b, b', c and d train on tracings drawn from these masks). Means over videos and seeds.",
+            "",
+            "| scheme | videos × seeds | frames | Dice (pooled) | area-curve r | ES/ED area ratio | reference ES/ED | frame-to-frame change / reference |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for scheme, r in summary.iterrows():
+            lines.append(f"| {LABELS.get(scheme, scheme)} | {r.videos} × {r.seeds} | {int(r.frames)} | {2 * r.inter / max(r.pred + r.true, 1):.3f} | "
+                         f"{r.curve_r:.2f} | {r.ratio:.3f} | {r.ratio_ref:.3f} | {r.change:.2f} |")
     if stages is not None:
         lines += [
             "",
@@ -496,29 +628,13 @@ def markdown(table: pd.DataFrame, stages: pd.DataFrame | None, meta: dict) -> st
 # -- main ---------------------------------------------------------------------------------------
 
 
-def run(args) -> int:
-    from unilvseg.data.index import load_index
-    from unilvseg.io import atomic_path, write_csv, write_text
+def run_seed(args, budget: Budget, data_path: Path, heldout: Path, work: Path, seed: int):
+    """Train every scheme of ``args.schemes`` with ``seed`` in ``work`` and score it. Returns the
+    per-scheme rows, EF tables, dense every-frame rows and the VAL+TEST pixel counts per scheme."""
+    from unilvseg.io import atomic_path
 
-    budget = budget_from_args(args)
-    data_path = Path(args.data_path)
-    if not (data_path / "FileList.csv").is_file():
-        raise UserError(f"--data_path {data_path}: not an EchoNet-Dynamic folder (no FileList.csv)")
-    work = Path(args.run_dir or ("runs/real_echo-smoke" if args.smoke else "runs/real_echo"))
-    results = Path(args.results_dir) if args.results_dir else (work / "results" if args.smoke else RESULTS_DIR)
-    started = time.perf_counter()
-    load_at_start = load_average()
-    if args.smoke:
-        data_path = smoke_subset(data_path, work / "data")
-    index = load_index(data_path, require_tracings=False)
-    for split in ("test", "val"):
-        if not any(r.traced for r in index.split(split).records):
-            raise UserError(f"--data_path {data_path}: no traced {split.upper()} video to score")
-    heldout = heldout_videos(index, work / "data" / "heldout_videos")
-    seed = args.seed
     labelfree_dir = work / "a_labelfree"
     checkpoints, train_seconds = {}, {}
-
     needs_labelfree = {"a_labelfree", "d_tracings_pseudo"} & set(args.schemes)
     if needs_labelfree:
         checkpoints["a_labelfree"], train_seconds["a_labelfree"] = train_labelfree(budget, data_path, labelfree_dir, seed)
@@ -541,7 +657,7 @@ def run(args) -> int:
     if "e_phantom" in args.schemes:
         checkpoints["e_phantom"], train_seconds["e_phantom"] = train_weak(budget, work / "e_phantom", seed, epochs=budget.phantom_epochs)
 
-    rows, ef_tables = [], []
+    rows, ef_tables, dense_rows, counts = [], [], [], {}
     final_dir = work / "checkpoints"
     final_dir.mkdir(parents=True, exist_ok=True)
     for scheme in [s for s in SCHEMES if s in args.schemes]:
@@ -549,18 +665,55 @@ def run(args) -> int:
         if not final.is_file() or not filecmp.cmp(checkpoints[scheme], final, shallow=False):
             with atomic_path(final) as tmp:
                 shutil.copyfile(checkpoints[scheme], tmp)
-        row, ef_table, predict_seconds = score(scheme, final, data_path, work / "scores" / scheme, budget, seed, args.device)
-        train_folders = TRAIN_FOLDERS[scheme]
+        scores = work / "scores" / scheme
+        row, ef_table, predict_seconds = score(scheme, final, data_path, scores, budget, seed, args.device)
         row.update(
-            train_seconds=round(train_seconds[scheme], 1), predict_seconds=round(predict_seconds, 1),
-            train_cpu_seconds=round(sum(CPU_SECONDS.get(str(work / name), float("nan")) for name in train_folders), 1),
-            predict_cpu_seconds=CPU_SECONDS.get(str(work / "scores" / scheme / "predictions"), float("nan")),
+            seed=seed, train_seconds=round(train_seconds[scheme], 1), predict_seconds=round(predict_seconds, 1),
+            train_cpu_seconds=round(sum(CPU_SECONDS.get(str(work / name), float("nan")) for name in TRAIN_FOLDERS[scheme]), 1),
+            predict_cpu_seconds=CPU_SECONDS.get(str(scores / "predictions"), float("nan")),
             checkpoint=str(final),
         )
         rows.append(row)
+        ef_table.insert(1, "seed", seed)
         ef_tables.append(ef_table)
-        log.info("%s: TEST Dice %.3f, VAL+TEST %.3f, EF MAE %.1f (n=%d)", scheme, row["test_dice_overall"],
+        counts[scheme] = valtest_counts([scores / "evaluation" / split for split in ("test", "val")], ["test", "val"])
+        if scheme not in TRAINS_ON_DENSE_REFERENCES:
+            dense_rows += [{"scheme": scheme, "seed": seed, **item} for item in dense_every_frame(scores / "predictions", data_path)]
+        log.info("%s seed %d: TEST Dice %.3f, VAL+TEST %.3f, EF MAE %.1f (n=%d)", scheme, seed, row["test_dice_overall"],
                  row["valtest_dice_overall"], row["ef_mae"], row["ef_n_videos"])
+    return rows, ef_tables, dense_rows, counts
+
+
+def run(args) -> int:
+    from unilvseg.data.index import load_index
+    from unilvseg.io import atomic_path, write_csv, write_text
+
+    budget = budget_from_args(args)
+    data_path = Path(args.data_path)
+    if not (data_path / "FileList.csv").is_file():
+        raise UserError(f"--data_path {data_path}: not an EchoNet-Dynamic folder (no FileList.csv)")
+    work = Path(args.run_dir or ("runs/real_echo-smoke" if args.smoke else "runs/real_echo"))
+    results = Path(args.results_dir) if args.results_dir else (work / "results" if args.smoke else RESULTS_DIR)
+    started = time.perf_counter()
+    load_at_start = load_average()
+    if args.smoke:
+        data_path = smoke_subset(data_path, work / "data")
+    index = load_index(data_path, require_tracings=False)
+    for split in ("test", "val"):
+        if not any(r.traced for r in index.split(split).records):
+            raise UserError(f"--data_path {data_path}: no traced {split.upper()} video to score")
+    heldout = heldout_videos(index, work / "data" / "heldout_videos")
+    seeds = args.seeds if args.seeds else [args.seed]
+    rows, ef_tables, dense_rows, counts = [], [], [], {}
+    for seed in seeds:
+        # One seed keeps the run folder itself; several get one folder each.
+        folder = work / f"seed{seed}" if args.seeds else work
+        seed_rows, seed_ef, seed_dense, seed_counts = run_seed(args, budget, data_path, heldout, folder, seed)
+        rows += seed_rows
+        ef_tables += seed_ef
+        dense_rows += seed_dense
+        counts.update({(scheme, seed): value for scheme, value in seed_counts.items()})
+    labelfree_dir = (work / f"seed{seeds[0]}" if args.seeds else work) / "a_labelfree"
 
     table = pd.DataFrame(rows)
     ef_all = pd.concat(ef_tables, ignore_index=True)
@@ -572,7 +725,20 @@ def run(args) -> int:
     write_csv(table, results / "real_echo.csv", float_format="%.4f")
     write_csv(ef_all, results / "real_echo_ef.csv", float_format="%.3f")
     ef_plots(ef_all, results)
+    seeds_table = paired = None
+    dense = pd.DataFrame(dense_rows)
+    if len(dense):
+        write_csv(dense, results / "real_echo_dense.csv", float_format="%.4f")
+    if args.seeds:
+        seeds_table, paired = over_seeds(table, counts, ef_all, budget.samples, seeds[0])
+        write_csv(seeds_table, results / "real_echo_seeds.csv", float_format="%.4f")
+        write_csv(paired, results / "real_echo_paired.csv", float_format="%.4f")
+    from benchmarks.common import git_commit
+
+    commit = git_commit()
     meta = {
+        "commit": f"{commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else ""),
+        "seeds": seeds,
         "dataset": Path(args.data_path).resolve().name + (" (smoke subset)" if args.smoke else ""),
         "command": portable_command("benchmarks.real_echo", list(sys.argv[1:] if args.argv is None else args.argv)),
         "device": _device_text(load_at_start),
@@ -583,10 +749,10 @@ def run(args) -> int:
         "valtest_videos": int(table["valtest_videos"].iloc[0]),
         "ef_videos": f"{int(table['ef_n_videos'].max())} of {len(index)} videos have a reference and a predicted EF",
     }
-    text = markdown(table, stages, meta)
+    text = markdown(table, stages, meta, seeds_table, paired, dense)
     write_text(text, results / "real_echo.md")
     print(text)
-    print(f"wrote {results}/real_echo.md, real_echo.csv, real_echo_ef.csv, plots; checkpoints in {final_dir}")
+    print(f"wrote {results}/real_echo.md, real_echo.csv, real_echo_ef.csv, plots; checkpoints in {work}/**/checkpoints")
     return 0
 
 

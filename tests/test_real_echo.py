@@ -65,3 +65,34 @@ def test_smoke_trains_scores_and_reuses_every_scheme(tmp_path):
     assert len(stamps) >= 6
     assert main(argv) == 0
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+
+
+def test_smoke_with_seeds_reports_over_seeds_paired_and_dense(tmp_path):
+    """--seeds: one run folder per seed; mean ± sd over seeds, intervals over seeds and videos,
+    paired differences to b' and every-frame figures for the scheme that never saw the masks."""
+    from benchmarks.real_echo import main
+
+    run_dir, results = tmp_path / "run", tmp_path / "results"
+    argv = ["--smoke", "--data_path", str(REAL), "--run_dir", str(run_dir), "--results_dir", str(results),
+            "--schemes", "a_labelfree", "b_scratch", "d_tracings_pseudo", "--seeds", "0", "1"]
+    assert main(argv) == 0
+    runs = pd.read_csv(results / "real_echo.csv")
+    assert sorted(zip(runs["scheme"], runs["seed"])) == sorted((s, k) for s in ("a_labelfree", "b_scratch", "d_tracings_pseudo") for k in (0, 1))
+    assert (run_dir / "seed1" / "checkpoints" / "b_scratch.ckpt").is_file()
+    seeds = pd.read_csv(results / "real_echo_seeds.csv").set_index("scheme")
+    for scheme, group in runs.groupby("scheme"):
+        row = seeds.loc[scheme]
+        assert row["valtest_dice_overall_mean"] == pytest.approx(group["valtest_dice_overall"].mean(), abs=1e-4)
+        # The seeds-and-videos estimate is the mean over seeds of each seed's pooled Dice.
+        assert row["valtest_dice_overall_seeds_videos"] == pytest.approx(group["valtest_dice_overall"].mean(), abs=1e-4)
+        assert row["valtest_dice_overall_low"] <= row["valtest_dice_overall_seeds_videos"] <= row["valtest_dice_overall_high"]
+        assert row["ef_mae_low"] <= row["ef_mae_seeds_videos"] <= row["ef_mae_high"]
+    paired = pd.read_csv(results / "real_echo_paired.csv").set_index("scheme")
+    assert set(paired.index) == {"a_labelfree", "d_tracings_pseudo"}
+    by = runs.pivot_table(index="seed", columns="scheme", values="valtest_dice_overall")
+    assert paired.loc["a_labelfree", "diff_overall"] == pytest.approx((by["a_labelfree"] - by["b_scratch"]).mean(), abs=1e-4)
+    dense = pd.read_csv(results / "real_echo_dense.csv")
+    assert set(dense["scheme"]) == {"a_labelfree"} and dense["FileName"].nunique() == 3 and set(dense["seed"]) == {0, 1}
+    assert ((dense["dice"] >= 0) & (dense["dice"] <= 1)).all()
+    text = (results / "real_echo.md").read_text()
+    assert "## Over seeds (2 seeds" in text and "Paired with b'" in text and "## Every frame against the dense references" in text
