@@ -95,7 +95,7 @@ def qc_by_phase(areas: np.ndarray, passed: np.ndarray) -> tuple[float, float]:
     return float(passed[big].mean()) if big.any() else float("nan"), float(passed[small].mean()) if small.any() else float("nan")
 
 
-def stage_masks(record, frames, run_dir: Path | None):
+def stage_masks(record, frames, run_dir: Path | None, prediction_dirs: list[Path] = ()):
     """{stage: (masks (T, H, W) bool, passed (T,) bool or None)} of one video."""
     from unilvseg.labelfree.pipeline import QCSettings, classical_masks, read_labels
 
@@ -107,10 +107,15 @@ def stage_masks(record, frames, run_dir: Path | None):
             loaded = read_labels(folder, record.file_name)
             if loaded is not None:
                 stages[folder.name] = (loaded[0].astype(bool), loaded[1])
+    for folder in prediction_dirs:  # predict.py outputs, e.g. of the final network
+        path = folder / "masks" / f"{record.file_name}.npz"
+        if path.is_file():
+            with np.load(path) as archive:
+                stages[f"predicted:{folder.name}"] = (archive["masks"] > 0, None)
     return stages
 
 
-def diagnose(data_path: Path, run_dir: Path | None, max_videos: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def diagnose(data_path: Path, run_dir: Path | None, max_videos: int | None, prediction_dirs: list[Path] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
     from unilvseg.data.index import load_index, reference_masks
     from unilvseg.data.video import read_video
     from unilvseg.evaluation.predict import video_fps
@@ -126,7 +131,7 @@ def diagnose(data_path: Path, run_dir: Path | None, max_videos: int | None) -> t
         frames = read_video(record.path)
         fps = video_fps(record)
         reference = reference_masks(data_path, record.file_name)
-        for stage, (masks, passed) in stage_masks(record, frames, run_dir).items():
+        for stage, (masks, passed) in stage_masks(record, frames, run_dir, prediction_dirs).items():
             areas = masks.reshape(len(masks), -1).sum(axis=1).astype(np.float64)
             if passed is not None and stage == "qc":
                 # What early learning sees: only QC-passed frames carry a label.
@@ -228,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.real_echo_diagnosis", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data_path", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--run_dir", type=Path, default=None, help="a train_labelfree.py run folder: its label rounds are measured too")
+    parser.add_argument("--prediction_dir", type=Path, nargs="*", default=[],
+                        help="predict.py output folders (masks/<FileName>.npz) measured as further stages, e.g. of the final network")
     parser.add_argument("--max_videos", type=int, default=None, help="TRAIN videos to measure (dense-reference ones first; default all)")
     parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --data_path {args.data_path}: folder does not exist", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    videos, dense = diagnose(args.data_path, args.run_dir, args.max_videos)
+    videos, dense = diagnose(args.data_path, args.run_dir, args.max_videos, args.prediction_dir)
     summary = summary_table(videos, dense)
     commit = git_commit()
     meta = {
