@@ -275,3 +275,59 @@ def _short_phantom(generate):
 
 def _must_not_run(*args, **kwargs):
     raise AssertionError("the cached phantom was regenerated")
+
+
+# ----------------------------------------------------------------------------- every structure
+def test_label_maps_hold_every_structure_in_anatomical_order(dataset):
+    import json
+
+    from unilvseg.data.index import reference_masks
+    from unilvseg.data.structures import STRUCTURES, reference_labels
+
+    assert json.loads((dataset / "ReferenceMasks" / "labels.json").read_text()) == {str(v): k for k, v in STRUCTURES.items()}
+    for name in read_filelist(dataset):
+        labels, structures = reference_labels(dataset, name)
+        lv_only = reference_masks(dataset, name)  # what LV-only readers get is unchanged
+        assert structures == STRUCTURES and labels.shape == lv_only.shape and labels.dtype == np.uint8
+        assert np.array_equal(labels == STRUCTURES["lv"], lv_only == 1)
+        areas = {s: (labels == k).sum(axis=(1, 2)) for s, k in STRUCTURES.items()}
+        assert all((area > 50).all() for area in areas.values()), {s: int(a.min()) for s, a in areas.items()}
+        ys, xs = np.mgrid[0:112, 0:112]
+        centre = {s: (float(xs[labels[0] == k].mean()), float(ys[labels[0] == k].mean())) for s, k in STRUCTURES.items()}
+        # Apex towards the transducer (top), LV on the image's right, RV left of it, atria below.
+        assert centre["rv"][0] < centre["lv"][0] and centre["ra"][0] < centre["la"][0]
+        assert centre["la"][1] > centre["lv"][1] and centre["ra"][1] > centre["rv"][1]
+        # The myocardium is the LV's wall: it lies around the cavity, not elsewhere in the frame.
+        from scipy import ndimage
+
+        near_cavity = ndimage.binary_dilation(labels[0] == STRUCTURES["lv"], iterations=12)  # walls up to ~10 px at ED
+        assert (near_cavity & (labels[0] == STRUCTURES["myo"])).sum() > 0.9 * (labels[0] == STRUCTURES["myo"]).sum()
+        # The LA fills while the LV empties: its largest area comes near the LV's smallest.
+        lv, la = areas["lv"].astype(float), areas["la"].astype(float)
+        assert np.corrcoef(lv, la)[0, 1] < -0.5
+
+
+def test_lv_only_folders_have_no_label_maps(tmp_path, dataset):
+    import shutil
+
+    from unilvseg.data.structures import reference_labels
+
+    copy = Path(shutil.copytree(dataset, tmp_path / "old"))
+    (copy / "ReferenceMasks" / "labels.json").unlink()
+    name = next(iter(read_filelist(copy)))
+    assert reference_labels(copy, name) is None
+    np.savez(copy / "ReferenceMasks" / f"{name}.npz", masks=np.zeros((3, 112, 112), np.uint8))
+    (copy / "ReferenceMasks" / "labels.json").write_text('{"1": "lv"}')
+    assert reference_labels(copy, name) is None  # an npz with only "masks": LV-only
+
+
+def test_cached_phantom_without_label_maps_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNILVSEG_CACHE", str(tmp_path))
+    monkeypatch.setattr(phantom, "generate_phantom", _short_phantom(phantom.generate_phantom))
+    first = default_data_path(videos=3, seed=5)
+    masks_before = {p.name: np.load(p)["masks"] for p in (first / "ReferenceMasks").glob("*.npz")}
+    (first / "ReferenceMasks" / "labels.json").unlink()  # as a phantom generated before label maps
+    again = default_data_path(videos=3, seed=5)
+    assert again == first and (again / "ReferenceMasks" / "labels.json").is_file()
+    for name, masks in masks_before.items():
+        assert np.array_equal(np.load(again / "ReferenceMasks" / name)["masks"], masks)

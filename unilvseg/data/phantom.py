@@ -44,7 +44,8 @@ import pandas as pd
 from scipy import ndimage
 
 from unilvseg.errors import UserError
-from unilvseg.io import TMP_PREFIX, atomic_path, save_npz, write_csv, write_text
+from unilvseg.data.structures import LABELS_FILE, STRUCTURES, labels_json
+from unilvseg.io import TMP_PREFIX, atomic_path, save_npz, write_csv, write_json, write_text
 
 log = logging.getLogger("unilvseg")
 
@@ -286,8 +287,9 @@ def _inside(*margins):
     return _ramp(margin)
 
 
-def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Video (T, H, W) uint8 and LV masks (T, H, W) uint8 for one phantom.
+def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Video (T, H, W) uint8, LV masks (T, H, W) uint8 and the label map of every structure
+    (T, H, W) uint8 (unilvseg.data.structures.STRUCTURES) for one phantom.
 
     Only pixels inside the fan (plus the LV's bounding box, so a mask is never clipped by the
     fan) are rendered, as a (frames, pixels) array; the rest stays black / background.
@@ -319,6 +321,7 @@ def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.
     along, across = _axes(p)
     video = np.zeros((n, size * size), dtype=np.uint8)
     masks = np.zeros((n, size * size), dtype=np.uint8)
+    labels = np.zeros((n, size * size), dtype=np.uint8)
     for start in range(0, n, _FRAME_BLOCK):
         block = slice(start, min(n, start + _FRAME_BLOCK))
 
@@ -328,16 +331,17 @@ def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.
         ox, oy = px[None] - per_frame(geo.apex_x), py[None] - per_frame(geo.apex_y)
         a = ox * np.float32(along[0]) + oy * np.float32(along[1])  # along the LV long axis from its apex
         l = ox * np.float32(across[0]) + oy * np.float32(across[1])  # across it, + towards the lateral wall
-        reflect, lv_mask = _reflectivity(
+        reflect, lv_mask, structure_labels = _reflectivity(
             p, a, l, per_frame(geo.length), per_frame(geo.half_width), per_frame(geo.wall),
             per_frame(geo.rv_width), per_frame(geo.atrium_scale), per_frame(geo.closed), background,
         )
         masks[block, pixels] = lv_mask
+        labels[block, pixels] = structure_labels
         image = reflect * gain * speckle[block]
         if p.gamma != 1.0:
             image = np.power(np.clip(image, 0.0, 1.0, out=image), p.gamma, out=image)
         video[block, pixels] = np.clip(255.0 * image + 0.5, 0.0, 255.0).astype(np.uint8)
-    return video.reshape(n, size, size), masks.reshape(n, size, size)
+    return video.reshape(n, size, size), masks.reshape(n, size, size), labels.reshape(n, size, size)
 
 
 def _lv_inside(a, l, length, septal, lateral):
@@ -346,7 +350,8 @@ def _lv_inside(a, l, length, septal, lateral):
 
 
 def _reflectivity(p, a, l, length, width, wall, rv_width, atrium_scale, closed, background):
-    """Echogenicity (before speckle and gain) and the exact LV mask on (frames, pixels) arrays."""
+    """Echogenicity (before speckle and gain), the exact LV mask and the label map of every
+    structure on (frames, pixels) arrays."""
     s = a / length
     septal, lateral = _lv_half_widths(s, width, p)
     lv_mask = _lv_inside(a, l, length, septal, lateral)
@@ -356,6 +361,10 @@ def _reflectivity(p, a, l, length, width, wall, rv_width, atrium_scale, closed, 
     # cut at the annulus so the mitral orifice stays open.
     out_septal, out_lateral = _lv_half_widths((a + wall) / (length + wall), width + wall, p)
     lv_wall = _inside(l + out_septal, out_lateral - l, a + wall, length + 1.5 - a)
+    # The truth (before any dropout, which only dims the image): the wall, not the mitral
+    # orifice below the cavity that the grown shape also covers.
+    orifice = (a >= 0) & (l >= -septal) & (l <= lateral)
+    myocardium = (lv_wall >= 0.5) & ~orifice
     if p.lateral_dropout > 0:
         # Lateral-wall dropout (beam nearly parallel to the wall) at a random height.
         lv_wall *= 1.0 - p.lateral_dropout * np.exp(-(((s - p.dropout_at) * (1 / 0.15)) ** 2)) * (l > 0)
@@ -386,13 +395,23 @@ def _reflectivity(p, a, l, length, width, wall, rv_width, atrium_scale, closed, 
     open_leaf = _inside(1.0 - np.abs(np.abs(l) - base_half + 2.0), a - length + leaf_len, length - a) * (1.0 - closed)
     valve = np.maximum(closed_line, open_leaf)
 
+    # Dense truth of every structure (unilvseg.data.structures numbering), each at the middle of
+    # its anti-aliased edge; where shapes meet, the LV cavity wins, then the myocardium, the RV
+    # and the atria (the LA ellipse reaches up to the annulus).
+    labels = np.zeros(lv_mask.shape, dtype=np.uint8)
+    labels[ra_margin > 0] = STRUCTURES["ra"]
+    labels[la_margin > 0] = STRUCTURES["la"]
+    labels[rv_cavity >= 0.5] = STRUCTURES["rv"]
+    labels[myocardium] = STRUCTURES["myo"]
+    labels[lv_mask] = STRUCTURES["lv"]
+
     tissue = np.maximum(np.maximum(lv_wall, rv_wall), atria_wall)
     cavity = np.maximum(np.maximum(lv_cavity, rv_cavity), atria_cavity)
     reflect = background + (p.wall_brightness - background) * tissue
     blood = 0.06 + 0.25 * np.exp(np.maximum(a, 0.0) * (-1.0 / 12.0))  # near-field haze fills the apex
     reflect += (blood - reflect) * cavity
     reflect = np.maximum(reflect, 0.75 * valve)
-    return reflect, lv_mask
+    return reflect, lv_mask, labels
 
 
 def _speckle(rng: np.random.Generator, n: int, size: int, static: float, pixels: np.ndarray) -> np.ndarray:
@@ -525,12 +544,12 @@ def _make_video(task: tuple[int, int, str, int, int, str]) -> tuple[dict, list[l
         inside = np.all((ed_rows >= 2.0) & (ed_rows <= FRAME_SIZE - 3.0))
         if inside and min(_traced_dice(params, geo, ed, ed_rows), _traced_dice(params, geo, es, es_rows)) >= MIN_TRACED_DICE:
             break
-    video, masks = _render(params, geo, rng)
+    video, masks, labels = _render(params, geo, rng)
     edv, esv = _disk_volume_ml(ed_rows), _disk_volume_ml(es_rows)
     ef = 100.0 * (edv - esv) / edv
 
     _write_video(root / "Videos" / f"{name}.avi", video)
-    save_npz(root / "ReferenceMasks" / f"{name}.npz", masks=masks)
+    save_npz(root / "ReferenceMasks" / f"{name}.npz", masks=masks, labels=labels)
 
     # The file order of traced frames is not a promise: every other video lists ES first
     # (as the real files do), the rest ED first.
@@ -594,6 +613,7 @@ def generate_phantom(
     tracings = pd.DataFrame([r for _, t in results for r in t], columns=TRACING_COLUMNS)
     write_csv(filelist, out / "FileList.csv", float_format="%.4f")
     write_csv(tracings, out / "VolumeTracings.csv", float_format="%.4f")
+    write_json(labels_json(), out / "ReferenceMasks" / LABELS_FILE)
     write_text(f"phantom-{PHANTOM_VERSION} videos={videos} seed={seed}\n", out / COMPLETE_MARKER)
     return out
 
@@ -610,7 +630,9 @@ def default_data_path(videos: int = 40, seed: int = 0) -> Path:
     """
     root = _cache_root()
     final = root / f"phantom-{PHANTOM_VERSION}-n{videos}-s{seed}"
-    if (final / COMPLETE_MARKER).is_file():
+    # A folder generated before the phantom carried every structure's truth is made again (the
+    # videos, LV masks and CSVs come out identical; the label maps are added).
+    if (final / COMPLETE_MARKER).is_file() and (final / "ReferenceMasks" / LABELS_FILE).is_file():
         return final
     try:
         root.mkdir(parents=True, exist_ok=True)
