@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from unilvseg.evaluation.bootstrap import percentile_interval, resampled_sums
+from unilvseg.data.structures import STRUCTURES  # the one label numbering, re-exported for callers
 from unilvseg.evaluation.volumes import (
     BEATS,
     DEFAULT_DISKS,
@@ -61,9 +62,6 @@ from unilvseg.evaluation.volumes import (
     glitch_frames,
     method_of_disks_batch,
 )
-
-#: Label of each structure in a label map; 0 is background.
-STRUCTURES = {"lv": 1, "myo": 2, "la": 3, "rv": 4, "ra": 5}
 
 #: 8 / (3π) = 0.8488, written 0.85 in the guideline's area-length formulas.
 AREA_LENGTH_FACTOR = 0.85
