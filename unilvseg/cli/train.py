@@ -31,7 +31,7 @@ from unilvseg.untrusted import trust_checkpoints
 log = logging.getLogger("unilvseg")
 
 PRETEXTS = ("temporal_masking", "anatomical_position")
-WEAK_LABELS = ("tracings", "tracings+pseudo")
+WEAK_LABELS = ("tracings", "tracings+pseudo", "reference")
 
 
 def add_schedule_flags(parser: ArgumentParser) -> None:
@@ -88,7 +88,13 @@ def weak_parser() -> ArgumentParser:
     group.add_argument(
         "--labels", type=str, default="tracings",
         help="tracings; tracings+pseudo (tracings where they exist, QC-passed pseudo-labels of --pseudo_labels on every "
-        "other frame and video); or pseudo for label-free training (see train_labelfree.py)",
+        "other frame and video); reference (every frame of the dense ReferenceMasks: fully supervised, e.g. on the "
+        "phantom); or pseudo for label-free training (see train_labelfree.py)",
+    )
+    group.add_argument(
+        "--structures", type=str | None, default=None,
+        help="structures the network segments, comma-separated from lv, myo, la, rv, ra (default lv); more than the LV "
+        "needs targets that have them: --labels reference on a folder whose ReferenceMasks carry label maps",
     )
     group.add_argument(
         "--pseudo_labels", type=str | None, default=None,
@@ -279,10 +285,26 @@ def build_weak(args: Namespace):
         raise UserError("give --train_videos (a count) or --pct_train (a fraction), not both")
     if args.pct_train is not None and not 0.0 < args.pct_train <= 1.0:
         raise UserError(f"--pct_train must be in (0, 1], got {args.pct_train}")
-    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, pretrained_type=args.pretrained_type, trainable=args.trainable, **network_kwargs(args))
+    from unilvseg.tasks.weak import check_structures
+
+    structures = check_structures(args.structures)
+    if len(structures) > 1 and args.labels != "reference":
+        raise UserError(
+            f"--structures {args.structures}: tracings hold the LV only; segmenting {', '.join(structures[1:])} needs "
+            "--labels reference (dense label maps), or train_labelfree.py --structures"
+        )
+    task = WeakSegmentationTask(loss=args.loss, checkpoint=checkpoint, pretrained_type=args.pretrained_type, trainable=args.trainable,
+                                structures=None if args.structures is None else list(structures), **network_kwargs(args))
     subset = dict(train_videos=args.train_videos, train_fraction=args.pct_train, subset_seed=args.seed)
     if args.labels == "tracings":
         return task, build_datamodule(args, "weak", **subset)
+    if args.labels == "reference":
+        from unilvseg.data.dataset import ReferenceTargets
+
+        datamodule = build_datamodule(args, "dense", **subset)
+        targets = ReferenceTargets(datamodule.root, datamodule.size)
+        datamodule.train_targets = datamodule.val_targets = targets
+        return task, datamodule
     from unilvseg.data.dataset import TracingsFirstTargets
     from unilvseg.labelfree.pipeline import COMPLETE, PseudoLabelTargets
 

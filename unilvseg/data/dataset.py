@@ -117,6 +117,42 @@ class TracingsFirstTargets:
         }
 
 
+class ReferenceTargets:
+    """Dense targets from a data set's ``ReferenceMasks``: every frame of a video that has one is
+    labelled, with its label map of every structure where the folder has them
+    (:mod:`unilvseg.data.structures`), else its LV masks (LV = 1). Fully supervised training on
+    the phantom, or on any folder with dense masks (``train_weak.py --labels reference``)."""
+
+    def __init__(self, data_path: str | Path, size: tuple[int, int] = (112, 112)):
+        self.data_path = Path(data_path)
+        self.size = tuple(size)
+        self._maps: dict[str, np.ndarray | None] = {}
+
+    def reference(self, record: VideoRecord) -> np.ndarray | None:
+        if record.file_name not in self._maps:
+            from unilvseg.data.index import reference_masks
+            from unilvseg.data.structures import reference_labels
+
+            loaded = reference_labels(self.data_path, record.file_name)
+            maps = loaded[0] if loaded is not None else reference_masks(self.data_path, record.file_name)
+            if maps is not None and maps.shape[1:] != self.size:
+                maps = resize_frames(maps, self.size, nearest=True)
+            self._maps[record.file_name] = None if maps is None else np.ascontiguousarray(maps, dtype=np.uint8)
+        return self._maps[record.file_name]
+
+    def __call__(self, record, frame_index, frames, phase):
+        frame_index = np.asarray(frame_index)
+        maps = self.reference(record)
+        count = len(frame_index)
+        if maps is None:
+            return {"mask": np.zeros((count,) + self.size, np.uint8), "labelled": np.zeros(count, bool), "phase": np.zeros(count, np.int64)}
+        # Decoders can disagree on a video's last frame or two: frames past the reference stay unlabelled.
+        inside = frame_index < len(maps)
+        mask = np.zeros((count,) + self.size, np.uint8)
+        mask[inside] = maps[frame_index[inside]]
+        return {"mask": mask, "labelled": inside, "phase": np.zeros(count, np.int64)}
+
+
 @dataclass
 class _Item:
     record: VideoRecord

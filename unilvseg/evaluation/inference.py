@@ -102,8 +102,11 @@ def predict_video(
     device: str | torch.device | None = None,
     size: tuple[int, int] | None = None,
     amp: bool | None = None,
+    channels: int = 1,
 ) -> np.ndarray:
-    """LV probabilities ``float32 (T, H, W)`` for every frame of ``frames_uint8 (T, H, W, 3)``.
+    """LV probabilities ``float32 (T, H, W)`` for every frame of ``frames_uint8 (T, H, W, 3)``
+    (with ``channels`` > 1, a multi-structure network's ``(channels, T, H, W)``, one sigmoid per
+    structure).
 
     ``network`` maps normalised clips ``(B, 3, h, w, frames_per_clip)`` to logits ``(B, 1, h, w,
     frames_per_clip)``; it should be in eval mode and on ``device`` (default: the device of its
@@ -147,7 +150,7 @@ def predict_video(
         pixels = torch.from_numpy(np.ascontiguousarray(net_video)).to(device, non_blocking=True)
         normalised = (pixels.permute(3, 1, 2, 0).float().div_(255.0) - mean_t) / std_t
         index = torch.from_numpy(windows.astype(np.int64)).to(device)
-        sums = torch.zeros((n_frames, net_height, net_width), dtype=torch.float32, device=device)
+        sums = torch.zeros((channels, n_frames, net_height, net_width), dtype=torch.float32, device=device)
         # Padded windows of short videos repeat the last frame: each occurrence is one vote.
         counts = torch.bincount(index.reshape(-1), minlength=n_frames).to(torch.float32)
         with _autocast(device, amp):
@@ -156,24 +159,40 @@ def predict_video(
                 clips = normalised[:, :, :, chunk].permute(3, 0, 1, 2, 4)  # (b, 3, h, w, F)
                 clips = clips.contiguous()
                 logits = network(clips)
-                if logits.shape != (len(chunk), 1, net_height, net_width, frames_per_clip):
+                if logits.shape != (len(chunk), channels, net_height, net_width, frames_per_clip):
                     raise ValueError(
                         f"network returned shape {tuple(logits.shape)} for input {tuple(clips.shape)}; "
-                        "expected (B, 1, H, W, T) segmentation logits"
+                        f"expected (B, {channels}, H, W, T) segmentation logits"
                     )
                 if torch.is_autocast_enabled(device.type) and not torch.isfinite(logits).all():
                     # bf16 overflow or a kernel fault must not turn into silently empty masks.
                     log.warning("non-finite bf16 output for windows %d-%d; recomputed in float32", start, start + len(chunk) - 1)
                     with torch.autocast(device.type, enabled=False):
                         logits = network(clips)
-                probabilities = torch.sigmoid(logits[:, 0].float())  # (b, h, w, F)
-                sums.index_add_(0, chunk.reshape(-1), probabilities.permute(0, 3, 1, 2).reshape(-1, net_height, net_width))
-        averaged = (sums / counts.view(-1, 1, 1)).cpu().numpy()
+                probabilities = torch.sigmoid(logits.float())  # (b, C, h, w, F)
+                for channel in range(channels):
+                    per_frame = probabilities[:, channel].permute(0, 3, 1, 2).reshape(-1, net_height, net_width)
+                    sums[channel].index_add_(0, chunk.reshape(-1), per_frame)
+        averaged = (sums / counts.view(1, -1, 1, 1)).cpu().numpy()
     if net_size != (height, width):
-        averaged = resize_stack(averaged, (height, width), cv2.INTER_LINEAR)
+        averaged = np.stack([resize_stack(channel, (height, width), cv2.INTER_LINEAR) for channel in averaged])
+    averaged = averaged[0] if channels == 1 else averaged
     return np.ascontiguousarray(averaged, dtype=np.float32)
 
 
 def masks_from_probabilities(probabilities: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """uint8 (T, H, W) LV masks: 1 where the averaged probability exceeds ``threshold``."""
     return (np.asarray(probabilities) > threshold).astype(np.uint8)
+
+
+def label_map_from_probabilities(probabilities: np.ndarray, codes, threshold: float = 0.5) -> np.ndarray:
+    """uint8 (T, H, W) label map of a multi-structure network: each pixel takes the label
+    (``codes[c]``) of its most probable structure where that probability exceeds ``threshold``,
+    0 elsewhere; channel 0 (the LV) wins wherever it exceeds ``threshold``, so the map's LV is
+    exactly :func:`masks_from_probabilities` of channel 0."""
+    probabilities = np.asarray(probabilities)
+    codes = np.asarray(codes, dtype=np.uint8)
+    best = probabilities.argmax(axis=0)
+    labels = np.where(probabilities.max(axis=0) > threshold, codes[best], 0).astype(np.uint8)
+    labels[probabilities[0] > threshold] = codes[0]
+    return labels

@@ -104,6 +104,7 @@ class Settings:
     overlay_format: str | None
     amp: bool | None = None  # bf16 autocast: None = where bf16 is fast (unilvseg.hardware)
     ed_es_rule: str = DEFAULT_ED_ES_RULE
+    structures: tuple[str, ...] = ("lv",)  # a multi-structure checkpoint's outputs, LV first
 
     def guarded(self) -> dict:
         values = {name: getattr(self, name) for name in GUARDED_SETTINGS}
@@ -166,6 +167,7 @@ class Layout:
         self.masks_dir = self.root / "masks"
         self.parts_dir = self.root / "parts"
         self.overlays_dir = self.root / "overlays"
+        self.chambers_dir = self.root / "chambers"
 
     # Every output path is built here from a video's name, and checked to stay in the output
     # folder: the last guard behind the index's own check of the names (unilvseg.untrusted).
@@ -178,6 +180,9 @@ class Layout:
 
     def part(self, name: str) -> Path:
         return self._inside(name, self.parts_dir / f"{name}.csv")
+
+    def chamber_part(self, name: str) -> Path:
+        return self._inside(name, self.chambers_dir / f"{name}.csv")
 
     def overlay(self, name: str, fmt: str) -> Path:
         return self._inside(name, self.overlays_dir / f"{name}.{fmt}")
@@ -251,6 +256,14 @@ def assemble_tables(layout: Layout) -> tuple[int, int]:
     write_csv(table[SIZE_COLUMNS], layout.root / "size.csv")
     volumes = table.drop_duplicates("FileName")[VOLUME_COLUMNS]
     write_csv(volumes, layout.root / "volumes.csv", float_format="%.4f")
+    chamber_parts = [
+        path for path in sorted(layout.chambers_dir.glob("*.csv")) if layout.chambers_dir.is_dir()
+        and not path.name.startswith(".") and layout.masks(path.stem).is_file()
+    ]
+    if chamber_parts:  # a multi-structure checkpoint: chambers.csv, one row per video
+        chambers = pd.concat([pd.read_csv(path, dtype={"FileName": str}, keep_default_na=False, na_values=["", "nan", "NaN"])
+                              for path in chamber_parts], ignore_index=True)
+        write_csv(chambers, layout.root / "chambers.csv", float_format="%.4f")
     return len(volumes), len(table)
 
 
@@ -284,7 +297,10 @@ def _file_fps(path) -> float:
     return video_fps(VideoRecord(file_name=Path(path).stem, path=Path(path), split="external"))
 
 
-def write_video_outputs(layout: Layout, record, masks: np.ndarray, frames: np.ndarray | None, settings: Settings, only_missing: bool) -> list[str]:
+def write_video_outputs(
+    layout: Layout, record, masks: np.ndarray, frames: np.ndarray | None, settings: Settings, only_missing: bool,
+    labels: np.ndarray | None = None,
+) -> list[str]:
     """Write what a finished video needs; the masks file goes after PNGs and overlay, the part last.
 
     The masks file marks the video as done, so everything derived from the prediction alone
@@ -315,8 +331,20 @@ def write_video_outputs(layout: Layout, record, masks: np.ndarray, frames: np.nd
         for fmt in OVERLAY_FORMATS:
             layout.overlay(record.file_name, fmt).unlink(missing_ok=True)
     if not only_missing:
-        save_npz(layout.masks(record.file_name), masks=masks.astype(np.uint8))
+        # A multi-structure checkpoint adds the label map beside the LV masks (as ReferenceMasks do).
+        extra = {} if labels is None else {"labels": labels.astype(np.uint8)}
+        save_npz(layout.masks(record.file_name), masks=masks.astype(np.uint8), **extra)
         written.append("masks")
+    if labels is not None:
+        # Every structure's measurements over every beat (unilvseg.evaluation.chambers), one row.
+        import pandas as pd
+
+        from unilvseg.evaluation.chambers import CHAMBER_FIELDS, chamber_measurements
+
+        measured = chamber_measurements(labels, mm_per_pixel=settings.mm_per_pixel, fps=video_fps(record))
+        write_csv(pd.DataFrame([{"FileName": record.file_name, **measured}], columns=["FileName", *CHAMBER_FIELDS]),
+                  layout.chamber_part(record.file_name), float_format="%.6g")
+        written.append("chambers")
     if not (only_missing and layout.part(record.file_name).is_file()):
         rows = video_rows(record, masks, settings.mm_per_pixel, settings.ed_es_rule, video_fps(record))
         write_csv(rows, layout.part(record.file_name), float_format="%.6g")
@@ -364,17 +392,25 @@ def _make_settings(args, hparams, device=None) -> Settings:
         overlay_format=args.overlay_format if args.overlay else None,
         amp={"auto": None, "on": True, "off": False}[args.amp],
         ed_es_rule=getattr(args, "ed_es_rule", DEFAULT_ED_ES_RULE),
+        structures=tuple(hparams.get("structures") or ("lv",)),
     )
 
 
-def segment(network, frames: np.ndarray, settings: Settings, device) -> np.ndarray:
-    from unilvseg.evaluation.inference import masks_from_probabilities, predict_video
+def segment(network, frames: np.ndarray, settings: Settings, device) -> tuple[np.ndarray, np.ndarray | None]:
+    """LV masks (T, H, W) and, for a multi-structure checkpoint, the label map of every structure
+    (unilvseg.data.structures numbering; None for an LV-only one)."""
+    from unilvseg.data.structures import STRUCTURES
+    from unilvseg.evaluation.inference import label_map_from_probabilities, masks_from_probabilities, predict_video
 
+    channels = len(settings.structures)
     probabilities = predict_video(
         network, frames, settings.frames, settings.stride, settings.batch_size, settings.mean, settings.std, device,
-        size=settings.size, amp=settings.amp,
+        size=settings.size, amp=settings.amp, channels=channels,
     )
-    return masks_from_probabilities(probabilities, settings.threshold)
+    if channels == 1:
+        return masks_from_probabilities(probabilities, settings.threshold), None
+    labels = label_map_from_probabilities(probabilities, [STRUCTURES[s] for s in settings.structures], settings.threshold)
+    return masks_from_probabilities(probabilities[0], settings.threshold), labels
 
 
 def _check_save_dir(layout: Layout, settings: Settings, overwrite: bool, data_path: str | None = None) -> None:
@@ -459,8 +495,8 @@ def predict_records(records, network, settings: Settings, device, layout: Layout
                 log.warning("skipping %s: %s", record.file_name, error)
                 continue
             video_started = time.perf_counter()
-            masks = segment(network, frames, settings, device)
-            write_video_outputs(layout, record, masks, frames, settings, only_missing=False)
+            masks, labels = segment(network, frames, settings, device)
+            write_video_outputs(layout, record, masks, frames, settings, only_missing=False, labels=labels)
             summary.predicted.append(record.file_name)
             summary.frames += len(frames)
             log.info(
@@ -502,7 +538,7 @@ def predict_one_file(args, network, settings: Settings, device) -> int:
 
     frames = read_video(args.video_path)
     started = time.perf_counter()
-    masks = segment(network, frames, settings, device)
+    masks, labels = segment(network, frames, settings, device)
     volumes = volumes_from_masks(masks, mm_per_pixel=settings.mm_per_pixel, rule=settings.ed_es_rule, fps=_file_fps(args.video_path))
     save_path = Path(args.save_path)
     save_npz(
@@ -515,6 +551,7 @@ def predict_one_file(args, network, settings: Settings, device) -> int:
         ed_frame=np.int64(volumes["ed_frame"]),
         es_frame=np.int64(volumes["es_frame"]),
         ef_rule=np.str_(volumes["rule"]),
+        **({} if labels is None else {"labels": labels}),
     )
     log.info(
         "%s: %d frames in %.2f s; EF %.1f %% (EDV %.1f mL, ESV %.1f mL, ED frame %d, ES frame %d) -> %s",

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 import torchmetrics
 
+from unilvseg.data.structures import STRUCTURES
 from unilvseg.errors import UserError
 from unilvseg.tasks.base import ClipTask
 from unilvseg.tasks.transfer import load_pretrained
@@ -41,8 +42,15 @@ class PooledDice(torchmetrics.Metric):
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """1 − soft Dice pooled over all selected frames (N, H, W)."""
+    """1 − soft Dice pooled over all selected frames: (N, H, W) for one structure; (N, C, H, W)
+    for several, the mean over structures of each one's pooled soft Dice (a small chamber
+    weighs as much as the LV)."""
     probability = torch.sigmoid(logits)
+    if logits.dim() == 4 and logits.shape[1] > 1:
+        dims = (0, 2, 3)
+        intersection = (probability * target).sum(dims)
+        dice = (2 * intersection + eps) / (probability.sum(dims) + target.sum(dims) + eps)
+        return 1 - dice.mean()
     intersection = (probability * target).sum()
     return 1 - (2 * intersection + eps) / (probability.sum() + target.sum() + eps)
 
@@ -73,6 +81,23 @@ class SegmentationLoss(torch.nn.Module):
 TRAINABLE = ("all", "head")
 
 
+def check_structures(structures) -> tuple[str, ...]:
+    """``--structures`` as a tuple with the LV first (None or empty: the LV alone)."""
+    if structures is None:
+        return ("lv",)
+    if isinstance(structures, str):
+        structures = [s for s in structures.replace(",", " ").split() if s]
+    structures = [str(s).strip().lower() for s in structures]
+    unknown = [s for s in structures if s not in STRUCTURES]
+    if unknown:
+        raise UserError(f"--structures {','.join(structures)}: unknown {', '.join(unknown)}; choose from {', '.join(STRUCTURES)}")
+    if len(set(structures)) != len(structures):
+        raise UserError(f"--structures {','.join(structures)}: a structure is listed twice")
+    if "lv" not in structures:
+        raise UserError(f"--structures {','.join(structures)}: must include lv (EF, ED/ES and the validation score come from it)")
+    return ("lv", *[s for s in structures if s != "lv"])
+
+
 class WeakSegmentationTask(ClipTask):
     """Segmentation trained only where ``batch["labelled"]`` is true (the traced frames).
 
@@ -89,12 +114,19 @@ class WeakSegmentationTask(ClipTask):
 
     def __init__(
         self, loss: list[str] | tuple[str, ...] = LOSSES, checkpoint: str | None = None, pretrained_type: str = "pl_full",
-        trainable: str = "all", **network
+        trainable: str = "all", structures: list[str] | tuple[str, ...] | None = None, **network
     ):
         network.pop("out_channels", None)
-        super().__init__(out_channels=1, **network)
+        self.structures = check_structures(structures)
+        super().__init__(out_channels=len(self.structures), **network)
+        if structures is not None:
+            self.hparams["structures"] = list(self.structures)
+        # Targets are label maps (unilvseg.data.structures numbering; an LV-only mask is one with
+        # LV = 1): output channel k is structure k, one sigmoid each, LV first.
+        self.register_buffer("structure_codes", torch.tensor([STRUCTURES[s] for s in self.structures]), persistent=False)
         self.criterion = SegmentationLoss(loss)
         self.val_dice = torch.nn.ModuleDict({"all": PooledDice(), "ed": PooledDice(), "es": PooledDice()})
+        self.val_structure_dice = torch.nn.ModuleDict({name: PooledDice() for name in self.structures[1:]})
         # Frame-weighted mean of the validation loss, reduced over ranks with the Dice sums.
         self.val_loss_mean = torchmetrics.MeanMetric()
         self.transfer_report = load_pretrained(self.network, checkpoint, pretrained_type=pretrained_type) if checkpoint else None
@@ -118,11 +150,15 @@ class WeakSegmentationTask(ClipTask):
         return self
 
     def labelled_frames(self, batch: dict, logits: torch.Tensor):
-        """Logits and targets (N, H, W) of the labelled frames only."""
+        """Logits and targets of the labelled frames only: (N, H, W) for the LV alone, (N, C, H, W)
+        (one channel per structure) for several."""
         labelled = batch["labelled"]
-        selected_logits = frames_last_to_first(logits)[labelled][:, 0]
-        selected_target = frames_last_to_first(batch["mask"])[labelled][:, 0].float()
-        return selected_logits, selected_target
+        selected_logits = frames_last_to_first(logits)[labelled]
+        label_map = frames_last_to_first(batch["mask"])[labelled][:, :1]
+        if len(self.structures) == 1:
+            return selected_logits[:, 0], (label_map[:, 0] == self.structure_codes[0]).float()
+        codes = self.structure_codes.to(label_map.device).view(1, -1, 1, 1)
+        return selected_logits, (label_map == codes).float()
 
     def compute_loss(self, batch):
         if not batch["labelled"].any():
@@ -139,6 +175,10 @@ class WeakSegmentationTask(ClipTask):
         loss, _ = self.criterion(selected_logits.float(), target)
         phase = batch["phase"][batch["labelled"]]
         predicted = selected_logits > 0
+        if predicted.dim() == 4:  # several structures: channel 0 is the LV, the rest scored each
+            for k, name in enumerate(self.structures[1:], start=1):
+                self.val_structure_dice[name].update(predicted[:, k], target[:, k])
+            predicted, target = predicted[:, 0], target[:, 0]
         self.val_dice["all"].update(predicted, target)
         for name, code in (("ed", 1), ("es", 2)):
             chosen = phase == code  # may select nothing: an empty update adds zero to the sums
@@ -151,6 +191,7 @@ class WeakSegmentationTask(ClipTask):
         # ED sums with another's ES sums, or hang. Whether a phase is logged is decided on the
         # reduced values, which all ranks share. The values are already global: logged unsynced.
         scores = {name: metric.compute() for name, metric in self.val_dice.items()}
+        scores.update({name: metric.compute() for name, metric in self.val_structure_dice.items()})
         scores["loss"] = self.val_loss_mean.compute()  # NaN when no rank scored a frame
         for name, value in scores.items():
             key = "val_dice" if name == "all" else f"val_{name}" if name == "loss" else f"val_dice_{name}"
@@ -159,5 +200,5 @@ class WeakSegmentationTask(ClipTask):
             elif not torch.isfinite(value):
                 continue
             self.log(key, value.float(), prog_bar=name == "all", sync_dist=False)
-        for metric in (*self.val_dice.values(), self.val_loss_mean):
+        for metric in (*self.val_dice.values(), *self.val_structure_dice.values(), self.val_loss_mean):
             metric.reset()

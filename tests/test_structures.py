@@ -1,0 +1,99 @@
+"""Every structure, not only the LV: label maps as targets, a multi-structure head, predictions
+that write label maps and chamber measurements, and LV-only runs unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from test_hostile import run_command
+from unilvseg.data.structures import STRUCTURES
+from unilvseg.errors import UserError
+from unilvseg.evaluation.inference import label_map_from_probabilities
+from unilvseg.tasks.weak import WeakSegmentationTask, check_structures, soft_dice_loss
+
+FAST = ["--encoder", "3d_unet_tiny", "--frames", "16", "--size", "32", "32", "--batch_size", "2", "--epochs", "1",
+        "--limit_train_batches", "2", "--limit_val_batches", "2", "--progress_bar", "false", "--accelerator", "cpu", "--devices", "1"]
+ALL = "lv,myo,la,rv,ra"
+
+
+def test_structures_flag_puts_the_lv_first_and_refuses_mistakes():
+    assert check_structures(None) == ("lv",)
+    assert check_structures("la, lv,rv") == ("lv", "la", "rv")
+    for bad, message in (("lv,xx", "unknown xx"), ("la,rv", "must include lv"), ("lv,la,la", "twice")):
+        with pytest.raises(UserError, match=message):
+            check_structures(bad)
+
+
+def test_label_map_targets_become_one_channel_per_structure():
+    task = WeakSegmentationTask(encoder="3d_unet_tiny", frames=16, structures=["lv", "la", "rv"])
+    label_map = torch.zeros(1, 1, 4, 4, 16)
+    label_map[0, 0, 0, 0, :] = STRUCTURES["lv"]
+    label_map[0, 0, 1, 1, :] = STRUCTURES["la"]
+    label_map[0, 0, 2, 2, :] = STRUCTURES["myo"]  # not segmented by this network: background for it
+    labelled = torch.zeros(1, 16, dtype=torch.bool)
+    labelled[0, 3] = True
+    logits = torch.zeros(1, 3, 4, 4, 16)
+    selected, target = task.labelled_frames({"labelled": labelled, "mask": label_map}, logits)
+    assert selected.shape == target.shape == (1, 3, 4, 4)
+    assert target[0, 0, 0, 0] == 1 and target[0, 1, 1, 1] == 1 and target.sum() == 2
+    # The LV-only network reads the same map as before: LV = 1, everything else background.
+    lv_only = WeakSegmentationTask(encoder="3d_unet_tiny", frames=16)
+    selected, target = lv_only.labelled_frames({"labelled": labelled, "mask": label_map}, torch.zeros(1, 1, 4, 4, 16))
+    assert target.shape == (1, 4, 4) and target.sum() == 1 and lv_only.hparams.get("structures") is None
+
+
+def test_multi_structure_dice_loss_weighs_each_structure_alike():
+    logits = torch.full((2, 2, 8, 8), -20.0)
+    target = torch.zeros(2, 2, 8, 8)
+    target[:, 0, :6, :6] = 1  # a big structure, predicted perfectly
+    logits[:, 0, :6, :6] = 20.0
+    target[:, 1, 0, 0] = 1  # a tiny one, missed
+    loss = soft_dice_loss(logits, target, eps=1e-6)
+    assert loss.item() == pytest.approx(0.5, abs=1e-3)  # mean of 0 and 1, not pooled (which would be ~0.01)
+    assert soft_dice_loss(logits[:, 0], target[:, 0]).item() < 1e-3
+
+
+def test_label_map_takes_the_most_probable_structure_and_keeps_the_lv():
+    p = np.zeros((3, 1, 2, 2), np.float32)  # channels lv, la, rv
+    p[:, 0, 0, 0] = [0.9, 0.95, 0.1]  # LV above threshold wins even against a more probable LA
+    p[:, 0, 0, 1] = [0.2, 0.7, 0.8]  # RV
+    p[:, 0, 1, 0] = [0.2, 0.4, 0.3]  # nothing above threshold
+    labels = label_map_from_probabilities(p, [STRUCTURES["lv"], STRUCTURES["la"], STRUCTURES["rv"]])
+    assert labels[0].tolist() == [[STRUCTURES["lv"], STRUCTURES["rv"]], [0, 0]]
+
+
+def test_every_structure_trains_on_reference_label_maps_and_predicts_label_maps(tiny_phantom, tmp_path):
+    run, predictions = tmp_path / "run", tmp_path / "predictions"
+    argv = ["--data_path", tiny_phantom, *FAST, "--run_dir", run, "--labels", "reference", "--structures", ALL]
+    assert run_command("train_weak", [str(a) for a in argv]) == 0
+    metrics = pd.read_csv(run / "metrics.csv")
+    for name in ("val_dice", "val_dice_myo", "val_dice_la", "val_dice_rv", "val_dice_ra"):
+        assert metrics[name].notna().any(), name
+    argv = ["--checkpoint", run / "checkpoints" / "last.ckpt", "--data_path", tiny_phantom, "--split", "test",
+            "--save_dir", predictions, "--device", "cpu"]
+    assert run_command("predict", [str(a) for a in argv]) == 0
+    stored = np.load(next((predictions / "masks").glob("*.npz")))
+    assert set(stored.files) == {"masks", "labels"}
+    assert np.array_equal(stored["labels"] == STRUCTURES["lv"], stored["masks"] == 1)
+    assert set(np.unique(stored["labels"])) <= {0, *STRUCTURES.values()}
+    chambers = pd.read_csv(predictions / "chambers.csv", dtype={"FileName": str})
+    assert len(chambers) == 1 and {"lv_ef", "la_volume_max", "rv_fac", "ra_area_max", "lv_mass"} <= set(chambers.columns)
+
+
+def test_lv_only_runs_write_no_label_maps(tiny_phantom, tmp_path, capsys):
+    run, predictions = tmp_path / "run", tmp_path / "predictions"
+    assert run_command("train_weak", [str(a) for a in ["--data_path", tiny_phantom, *FAST, "--run_dir", run]]) == 0
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"].get("structures") is None
+    argv = ["--checkpoint", run / "checkpoints" / "last.ckpt", "--data_path", tiny_phantom, "--split", "test",
+            "--save_dir", predictions, "--device", "cpu"]
+    assert run_command("predict", [str(a) for a in argv]) == 0
+    assert np.load(next((predictions / "masks").glob("*.npz"))).files == ["masks"]
+    assert not (predictions / "chambers.csv").exists()
+    # Tracings hold the LV only: asking for more structures with them is a clear error.
+    capsys.readouterr()
+    bad = ["--data_path", tiny_phantom, *FAST, "--run_dir", tmp_path / "bad", "--structures", "lv,la"]
+    assert run_command("train_weak", [str(a) for a in bad]) == 2
+    assert "--labels reference" in capsys.readouterr().err
