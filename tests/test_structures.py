@@ -97,3 +97,31 @@ def test_lv_only_runs_write_no_label_maps(tiny_phantom, tmp_path, capsys):
     bad = ["--data_path", tiny_phantom, *FAST, "--run_dir", tmp_path / "bad", "--structures", "lv,la"]
     assert run_command("train_weak", [str(a) for a in bad]) == 2
     assert "--labels reference" in capsys.readouterr().err
+
+
+def test_label_free_with_every_structure_labels_trains_and_predicts_label_maps(tiny_phantom, tmp_path):
+    from unilvseg.cli.labelfree import main as labelfree_main
+    from unilvseg.data.video import read_video
+    from unilvseg.labelfree.classical import weak_lv_labels
+    from unilvseg.labelfree.four_chamber import four_chamber_labels
+
+    run = tmp_path / "labelfree"
+    argv = ["--data_path", tiny_phantom, "--structures", "lv,la,rv", "--rounds", "1", "--early_epochs", "1", "--round_epochs", "1",
+            "--size", "32", "32", "--progress_bar", "false", "--run_dir", run, "--limit_train_batches", "2", "--limit_val_batches", "2"]
+    assert labelfree_main([str(a) for a in argv]) == 0
+    # Round 0: the classical LV plus the four-chamber label maker's LA and RV (myocardium and RA
+    # were not asked for, so they are background), QC'd on the LV.
+    name = sorted(p.stem for p in (run / "labels" / "round0").glob("*.npz"))[0]
+    stored = np.load(run / "labels" / "round0" / f"{name}.npz")
+    frames = read_video(tiny_phantom / "Videos" / f"{name}.avi")
+    lv, info = weak_lv_labels(frames)
+    expected, _ = four_chamber_labels(frames, lv_masks=lv, sector=info["sector"])
+    expected[~np.isin(expected, [STRUCTURES["lv"], STRUCTURES["la"], STRUCTURES["rv"]])] = 0
+    assert np.array_equal(stored["masks"], expected)
+    assert set(np.unique(stored["masks"])) <= {0, STRUCTURES["lv"], STRUCTURES["la"], STRUCTURES["rv"]}
+    final = torch.load(run / "checkpoints" / "final.ckpt", weights_only=True)
+    assert final["hyper_parameters"]["structures"] == ["lv", "la", "rv"]
+    predictions = tmp_path / "predictions"
+    assert run_command("predict", [str(a) for a in ["--checkpoint", run / "checkpoints" / "final.ckpt", "--data_path", tiny_phantom,
+                                                    "--split", "test", "--save_dir", predictions, "--device", "cpu"]]) == 0
+    assert "labels" in np.load(next((predictions / "masks").glob("*.npz"))).files

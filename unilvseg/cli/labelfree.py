@@ -48,6 +48,9 @@ def labelfree_parser() -> ArgumentParser:
     group.add_argument("--round_loss", type=str, nargs="+", default=["bce"],
                        help="self-learning rounds' loss (default bce: with dice the masks grew round after round)")
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n training videos (seeded subset)")
+    group.add_argument("--structures", type=str, default="lv",
+                       help="structures to label and segment, comma-separated from lv, myo, la, rv, ra (default lv); "
+                       "e.g. lv,myo,la,rv,ra for all four chambers of an A4C view (unilvseg.labelfree.four_chamber)")
     qc = parser.add_argument_group("quality control (a frame's label is trained on only if it passes)")
     defaults = QCSettings()
     qc.add_argument("--qc_min_area", type=float, default=defaults.min_area_frac, help="smallest LV area, fraction of the fan")
@@ -61,6 +64,7 @@ def labelfree_parser() -> ArgumentParser:
 
 def config_from_args(args: Namespace):
     from unilvseg.labelfree.pipeline import PipelineConfig, QCSettings
+    from unilvseg.tasks.weak import check_structures
 
     if args.epochs is not None:
         raise UserError("--epochs does not apply to label-free training: use --early_epochs and --round_epochs")
@@ -109,6 +113,7 @@ def config_from_args(args: Namespace):
         label_stride=args.label_stride,
         threshold=args.threshold,
         pool_scale=args.pool_scale,
+        structures=list(check_structures(args.structures)),
         qc=qc,
         limit_train_batches=args.limit_train_batches,
         limit_val_batches=args.limit_val_batches,

@@ -45,6 +45,7 @@ import numpy as np
 from unilvseg.data.dataset import ECHONET_MEAN, ECHONET_STD
 from unilvseg.data.index import reference_masks
 from unilvseg.errors import DataError, UserError
+from unilvseg.data.structures import STRUCTURES
 from unilvseg.untrusted import check_name
 from unilvseg.io import save_npz, write_csv, write_json, write_text
 
@@ -125,6 +126,11 @@ class PipelineConfig:
     # threshold (blood pool; see classical.snap_to_blood_pool); 0 turns the snap off.
     pool_scale: float = 1.3
     qc: QCSettings = field(default_factory=QCSettings)
+    # Structures the labels and the network cover (unilvseg.data.structures), LV first. With more
+    # than the LV, round 0 adds the four-chamber label maker's structures to the classical LV
+    # (unilvseg.labelfree.four_chamber) and later rounds take every structure from the network;
+    # quality control, the blood-pool snap and the report stay the LV's.
+    structures: list[str] = field(default_factory=lambda: ["lv"])
     # Trainer pass-through (limits make tiny CI runs possible).
     limit_train_batches: float | int | None = None
     limit_val_batches: float | int | None = None
@@ -158,11 +164,16 @@ class PipelineConfig:
             raise UserError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if self.pool_scale < 0:
             raise UserError(f"--pool_scale must be >= 0 (0 = off), got {self.pool_scale}")
+        from unilvseg.tasks.weak import check_structures
+
+        self.structures = list(check_structures(self.structures))
 
     def fingerprint(self) -> dict:
         """The settings that change results (data_path resolved, so the same folder matches)."""
         values = asdict(self)
         values["data_path"] = str(Path(self.data_path).resolve()) if self.data_path else None
+        if values["structures"] == ["lv"]:
+            del values["structures"]  # runs from before --structures (LV only) keep their fingerprint
         return json.loads(json.dumps(values))
 
 
@@ -271,7 +282,8 @@ def classical_masks(frames: np.ndarray) -> tuple[np.ndarray, object]:
 
 
 class NetworkSegmenter:
-    """A trained checkpoint as ``frames (T, H, W, 3) uint8 -> raw masks uint8 (T, H, W)``."""
+    """A trained checkpoint as ``frames (T, H, W, 3) uint8 -> raw label map uint8 (T, H, W)``
+    (LV = 1, as an LV-only network's masks; other structures by unilvseg.data.structures)."""
 
     def __init__(self, checkpoint: str | Path, config: PipelineConfig):
         from unilvseg.evaluation.inference import resolve_device
@@ -282,10 +294,12 @@ class NetworkSegmenter:
         self.network = task.network.to(self.device).eval()
         self.frames = int(task.hparams["frames"])
         self.size = tuple(task.hparams.get("size", config.size))
+        self.structures = tuple(getattr(task, "structures", ("lv",)))
         self.config = config
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        from unilvseg.evaluation.inference import masks_from_probabilities, predict_video
+        from unilvseg.data.structures import STRUCTURES
+        from unilvseg.evaluation.inference import label_map_from_probabilities, masks_from_probabilities, predict_video
 
         probabilities = predict_video(
             self.network,
@@ -299,8 +313,11 @@ class NetworkSegmenter:
             std=self.config.std,
             device=self.device,
             size=self.size,
+            channels=len(self.structures),
         )
-        return masks_from_probabilities(probabilities, self.config.threshold)
+        if len(self.structures) == 1:
+            return masks_from_probabilities(probabilities, self.config.threshold)
+        return label_map_from_probabilities(probabilities, [STRUCTURES[s] for s in self.structures], self.config.threshold)
 
 
 # ----------------------------------------------------------------------------- reporting helpers
@@ -487,16 +504,22 @@ class LabelFreePipeline:
 
     # -- stage 1-2 and 4: labels ------------------------------------------------------------
     def network_labels(self, frames: np.ndarray, segmenter: NetworkSegmenter):
-        """Stage 4 for one video: ``(raw, refined, sector)``. The network's masks keep only pixels
-        the image shows as blood (``pool_scale``), then get the classical labels' anatomical
-        clean-up (one LV-like blob, closed, holes filled); QC follows."""
+        """Stage 4 for one video: ``(raw LV, refined LV, sector, label map)``. The network's LV
+        keeps only pixels the image shows as blood (``pool_scale``), then gets the classical
+        labels' anatomical clean-up (one LV-like blob, closed, holes filled); QC follows. The
+        label map is the network's, with the refined LV in place of its raw LV (LV-only: the
+        refined LV itself)."""
         from unilvseg.labelfree.classical import detect_sector, gray_stack, refine_mask, snap_to_blood_pool
 
         gray = gray_stack(frames)
         sector = detect_sector(gray)
-        raw = segmenter(frames)
+        predicted = segmenter(frames)
+        raw = (predicted == STRUCTURES["lv"]).astype(np.uint8)
         masks = snap_to_blood_pool(raw, gray, sector, self.config.pool_scale) if self.config.pool_scale else raw
-        return raw, refine_mask(masks, sector), sector
+        refined = refine_mask(masks, sector)
+        label_map = np.where(predicted == STRUCTURES["lv"], 0, predicted).astype(np.uint8)
+        label_map[refined > 0] = STRUCTURES["lv"]
+        return raw, refined, sector, label_map
 
     def produce_labels(self, round_index: int, segmenter: NetworkSegmenter | None) -> dict:
         """Write ``labels/round<k>/`` for every train/val video (skipped when already complete)."""
@@ -518,10 +541,17 @@ class LabelFreePipeline:
                 continue
             if segmenter is None:
                 masks, sector = classical_masks(frames)
+                label_map = masks
+                if len(self.config.structures) > 1:
+                    from unilvseg.labelfree.four_chamber import four_chamber_labels
+
+                    label_map, _ = four_chamber_labels(frames, lv_masks=masks, sector=sector)
+                    keep = np.isin(label_map, [STRUCTURES[s] for s in self.config.structures])
+                    label_map = np.where(keep, label_map, 0).astype(np.uint8)
             else:
-                _, masks, sector = self.network_labels(frames, segmenter)
+                _, masks, sector, label_map = self.network_labels(frames, segmenter)
             qc = self.config.qc.check(masks, sector)
-            save_npz(label_path(label_dir, record.file_name), masks=masks.astype(np.uint8), passed=qc.passed)
+            save_npz(label_path(label_dir, record.file_name), masks=label_map.astype(np.uint8), passed=qc.passed)
             table = qc.to_frame()
             table.insert(0, "split", record.split)
             table.insert(0, "FileName", record.file_name)
@@ -586,6 +616,7 @@ class LabelFreePipeline:
             encoder_weights=config.encoder_weights,
             lr=config.lr,
             weight_decay=config.weight_decay,
+            structures=None if config.structures == ["lv"] else config.structures,
         )
         if init_from is not None and config.round_init == "previous":
             task.network.load_state_dict(network_state(read_checkpoint(init_from)))
@@ -646,7 +677,7 @@ class LabelFreePipeline:
                 masks, sector = classical_masks(frames)
                 refined = masks
             else:
-                masks, refined, sector = self.network_labels(frames, segmenter)
+                masks, refined, sector, _ = self.network_labels(frames, segmenter)
             row = score_video(record, masks, self.data.root)
             row["qc_passed"] = int(self.config.qc.check(refined, sector).passed.sum())
             rows.append(row)
@@ -669,7 +700,8 @@ class LabelFreePipeline:
             if loaded is None or reference is None or reference.shape != loaded[0].shape:
                 continue
             masks, passed = loaded
-            counts = dice_counts(masks[passed], reference[passed])
+            lv = masks[passed] == STRUCTURES["lv"]  # label files of several structures hold a label map
+            counts = dice_counts(lv, reference[passed])
             sums += [c.sum() for c in counts]
         return {
             "pass_rate": summary["pass_rate"],
