@@ -125,3 +125,31 @@ def test_label_free_with_every_structure_labels_trains_and_predicts_label_maps(t
     assert run_command("predict", [str(a) for a in ["--checkpoint", run / "checkpoints" / "final.ckpt", "--data_path", tiny_phantom,
                                                     "--split", "test", "--save_dir", predictions, "--device", "cpu"]]) == 0
     assert "labels" in np.load(next((predictions / "masks").glob("*.npz"))).files
+
+
+def test_evaluation_scores_every_structure_against_reference_label_maps(tiny_phantom, tmp_path):
+    import json
+
+    from unilvseg.cli.evaluate import main as evaluate_main
+    from unilvseg.data.index import load_index
+    from unilvseg.data.structures import reference_labels
+
+    perfect, no_la = tmp_path / "perfect", tmp_path / "no_la"
+    for folder in (perfect, no_la):
+        (folder / "masks").mkdir(parents=True)
+    for record in load_index(tiny_phantom, split="all").records:
+        labels, _ = reference_labels(tiny_phantom, record.file_name)
+        lv = (labels == STRUCTURES["lv"]).astype(np.uint8)
+        np.savez(perfect / "masks" / f"{record.file_name}.npz", masks=lv, labels=labels)
+        np.savez(no_la / "masks" / f"{record.file_name}.npz", masks=lv, labels=np.where(labels == STRUCTURES["la"], 0, labels))
+    for folder in (perfect, no_la):
+        out = tmp_path / f"eval_{folder.name}"
+        assert evaluate_main(["--data_dir", str(tiny_phantom), "--prediction_dir", str(folder), "--output_dir", str(out),
+                              "--split", "all", "--samples", "200"]) == 0
+        dice = json.loads((out / "summary.json").read_text())["structures"]["dice"]
+        assert set(dice) == set(STRUCTURES)
+        for name, scores in dice.items():
+            expected = 0.0 if (folder is no_la and name == "la") else 1.0
+            for part in ("all_frames", "ed", "es"):
+                assert (scores[part]["dice"], scores[part]["low"], scores[part]["high"]) == (expected, expected, expected), (name, part)
+        assert (out / "all_structures.csv").is_file()

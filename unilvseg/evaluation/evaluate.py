@@ -237,6 +237,65 @@ def _all_frames(records, data_dir: Path, prediction_dir: Path) -> tuple[dict, pd
     return summary, table
 
 
+def _every_structure(records, data_dir: Path, prediction_dir: Path, samples: int, rng, ci: float):
+    """Dice of every structure of a multi-structure prediction (``labels`` in its masks files)
+    against the data set's reference label maps: over every frame, and at each video's ED and ES
+    frames, pooled over videos with bootstrap intervals over videos. None when either side has
+    no label maps."""
+    from unilvseg.data.structures import STRUCTURES, reference_labels
+    from unilvseg.evaluation.bootstrap import percentile_interval, resampled_sums
+
+    rows = []
+    for record in records:
+        path = prediction_dir / "masks" / f"{record.file_name}.npz"
+        reference = reference_labels(data_dir, record.file_name)
+        if reference is None or not path.is_file():
+            continue
+        with np.load(path) as stored:
+            if "labels" not in stored.files:
+                continue
+            predicted = stored["labels"]
+        truth, names = reference
+        if predicted.shape[1:] != truth.shape[1:]:
+            continue
+        n = min(len(predicted), len(truth))
+        for name, code in STRUCTURES.items():
+            if names.get(name) != code or not (predicted == code).any() and not (truth[:n] == code).any():
+                continue
+            p, t = predicted[:n] == code, truth[:n] == code
+            row = {"FileName": record.file_name, "structure": name, "frames": n,
+                   "intersection": int((p & t).sum()), "pred_area": int(p.sum()), "true_area": int(t.sum())}
+            for phase, frame in (("ed", record.ed_frame), ("es", record.es_frame)):
+                if frame is not None and frame < n:
+                    row[f"intersection_{phase}"] = int((p[frame] & t[frame]).sum())
+                    row[f"pred_area_{phase}"], row[f"true_area_{phase}"] = int(p[frame].sum()), int(t[frame].sum())
+            rows.append(row)
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    block = {"n_videos": int(table["FileName"].nunique()), "dice": {}}
+    for name, group in table.groupby("structure", sort=False):
+        scores = {}
+        for part, suffix in (("all_frames", ""), ("ed", "_ed"), ("es", "_es")):
+            columns = [f"intersection{suffix}", f"pred_area{suffix}", f"true_area{suffix}"]
+            if not set(columns) <= set(group.columns):
+                continue
+            counts = group[columns].dropna().to_numpy(np.float64)
+            if not len(counts) or counts[:, 1:].sum() == 0:
+                continue
+            per_video = np.stack([2 * counts[:, 0], counts[:, 1] + counts[:, 2]], axis=1)
+            sums = resampled_sums(per_video, samples, rng)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stats = sums[:, 0] / sums[:, 1]
+            defined = stats[np.isfinite(stats)]
+            low, high = percentile_interval(defined, ci) if len(defined) else (np.nan, np.nan)
+            # A resample can draw only videos without the structure (no area): counted, not hidden.
+            scores[part] = {"dice": float(per_video[:, 0].sum() / per_video[:, 1].sum()), "low": float(low), "high": float(high),
+                            "n_videos": int(len(counts)), "undefined_resamples": int(len(stats) - len(defined))}
+        block["dice"][name] = scores
+    return block, table
+
+
 def _check_options(samples: int, ci: float | None, reference: bool) -> float:
     if samples < 1:
         raise UserError(f"--samples {samples}: must be at least 1")
@@ -372,6 +431,17 @@ def evaluate_predictions(
             f"{split} mean |frame-to-frame area change| (px): predicted {block['pred_mean_abs_area_change']:.2f}, "
             f"reference {block['ref_mean_abs_area_change']:.2f}, difference {block['area_change_difference']:+.2f}"
         )
+
+    structures = _every_structure(kept, data_dir, prediction_dir, samples, rng, ci)
+    if structures is not None:
+        block, structures_table = structures
+        summary["structures"] = block
+        write_csv(structures_table, output_dir / f"{split}_structures.csv")
+        lines.append(f"# every structure against the ReferenceMasks label maps ({block['n_videos']} videos; {label})")
+        for name, scores in block["dice"].items():
+            cells = [f"{part} {scores[part]['dice']:.4f} ({scores[part]['low']:.4f} - {scores[part]['high']:.4f})"
+                     for part in ("all_frames", "ed", "es") if part in scores]
+            lines.append(f"{split} dice {name}: " + ", ".join(cells))
 
     for kind, items in (("missing prediction", problems.missing), ("size mismatch", problems.mismatched)):
         if items:
