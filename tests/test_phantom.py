@@ -331,3 +331,29 @@ def test_cached_phantom_without_label_maps_is_made_again(tmp_path, monkeypatch):
     assert again == first and (again / "ReferenceMasks" / "labels.json").is_file()
     for name, masks in masks_before.items():
         assert np.array_equal(np.load(again / "ReferenceMasks" / name)["masks"], masks)
+
+
+def test_pathologies_change_their_chamber_and_leave_the_usual_phantom_alone(tmp_path):
+    import pandas as pd
+
+    from unilvseg.data.structures import reference_labels
+    from unilvseg.evaluation.chambers import chamber_measurements
+
+    plain = generate_phantom(tmp_path / "plain", videos=10, seed=4, min_frames=70, max_frames=90)
+    sick = generate_phantom(tmp_path / "sick", videos=10, seed=4, min_frames=70, max_frames=90, pathologies=1.0)
+    assert "Pathology" not in pd.read_csv(plain / "FileList.csv").columns
+    table = pd.read_csv(sick / "FileList.csv", dtype={"FileName": str}).set_index("FileName")
+    assert set(table["Pathology"]) <= set(phantom.PATHOLOGIES) and table["Pathology"].nunique() >= 3
+    # Which measurement each pathology must move, and which way, for the same heart.
+    moves = {"lv_dilated": ("lv_edv", 1.3), "lv_reduced_ef": ("lv_ef", -1), "la_enlarged": ("la_volume_max", 1.5),
+             "rv_dilated_reduced": ("rv_eda", 1.3), "lv_hypertrophy": ("lv_mass", 1.5)}
+    for name, row in table.iterrows():
+        before = chamber_measurements(reference_labels(plain, name)[0], mm_per_pixel=MM_PER_PIXEL, fps=50)
+        after = chamber_measurements(reference_labels(sick, name)[0], mm_per_pixel=MM_PER_PIXEL, fps=50)
+        key, factor = moves[row["Pathology"]]
+        if factor < 0:
+            assert after[key] < 40.0, (name, row["Pathology"], before[key], after[key])  # EF drawn 15-38 %
+        else:
+            assert after[key] > factor * before[key], (name, row["Pathology"], before[key], after[key])
+        if row["Pathology"] == "rv_dilated_reduced":
+            assert after["rv_fac"] < 20 and after["rv_lv_area_ratio"] > before["rv_lv_area_ratio"]

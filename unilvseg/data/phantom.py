@@ -36,7 +36,7 @@ import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -112,10 +112,34 @@ class HeartParams:
     wobble_period: float
     wobble_phase: float
     speckle_static: float
+    rv_shortening: float = 0.25  # RV width ES/ED fall: a normal RV's fractional area change is ~40-50 %
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
+
+
+#: Pathologies a phantom heart can be given (``generate_phantom(pathologies=...)``), each a
+#: change of the drawn anatomy far enough past the chamber-quantification limits (ASE/EACVI
+#: 2015, see unilvseg.evaluation.chambers) that the truth label maps show it.
+PATHOLOGIES = ("lv_dilated", "lv_reduced_ef", "la_enlarged", "rv_dilated_reduced", "lv_hypertrophy")
+
+
+def _with_pathology(p: HeartParams, pathology: str, rng: np.random.Generator) -> HeartParams:
+    if pathology == "lv_dilated":  # larger and rounder, function kept
+        return replace(p, length=p.length * 1.2, half_width=p.half_width * 1.4, wall=p.wall * 0.9)
+    if pathology == "lv_reduced_ef":
+        target_ef = _uniform(rng, 0.15, 0.38)
+        long_shortening = 1.0 - 0.06 * min(1.0, target_ef / 0.6)
+        return replace(p, target_ef=target_ef, long_shortening=long_shortening,
+                       width_shortening=float(np.sqrt((1.0 - target_ef) / long_shortening)))
+    if pathology == "la_enlarged":
+        return replace(p, atrium_length=p.atrium_length * 1.45, atrium_width=p.atrium_width * 1.35)
+    if pathology == "rv_dilated_reduced":  # RV wider than the LV, FAC well under 35 %
+        return replace(p, rv_width=p.half_width * _uniform(rng, 1.05, 1.25), rv_shortening=_uniform(rng, 0.05, 0.1))
+    if pathology == "lv_hypertrophy":  # a thick wall around a normal or small cavity
+        return replace(p, wall=p.wall * 1.9, half_width=p.half_width * 0.92)
+    raise ValueError(f"unknown pathology {pathology!r}; expected one of {', '.join(PATHOLOGIES)}")
 
 
 def _sample_params(rng: np.random.Generator, n_frames: int) -> HeartParams:
@@ -239,7 +263,7 @@ def _frame_geometry(p: HeartParams) -> _Frames:
         length=length,
         half_width=half_width,
         wall=wall,
-        rv_width=p.rv_width * (1.0 - 0.25 * c),
+        rv_width=p.rv_width * (1.0 - p.rv_shortening * c),
         atrium_scale=1.0 + 0.12 * c,
     )
 
@@ -526,14 +550,23 @@ def _splits(seed: int, videos: int) -> list[str]:
     return [labels[i] for i in order]
 
 
-def _make_video(task: tuple[int, int, str, int, int, str]) -> tuple[dict, list[list]]:
+def _make_video(task: tuple) -> tuple[dict, list[list]]:
     """Render and write one video + masks; return its FileList row and tracing rows."""
-    seed, index, name, min_frames, max_frames, root = task
+    seed, index, name, min_frames, max_frames, root, *rest = task
+    pathologies = rest[0] if rest else 0.0
     root = Path(root)
     rng = np.random.default_rng([seed, index])
+    # Pathologies draw from a stream of their own: a phantom without them is unchanged.
+    pathology_rng = np.random.default_rng([seed, index, 0xD15EA5E])
+    pathology = str(pathology_rng.choice(PATHOLOGIES)) if pathology_rng.random() < pathologies else None
     n_frames = int(rng.integers(min_frames, max_frames + 1))
     for _ in range(_MAX_DRAWS):
         params = _sample_params(rng, n_frames)
+        if pathologies:
+            # A normal RV's fractional area change is 40-50 % (the usual phantom's RV moves less).
+            params = replace(params, rv_shortening=_uniform(pathology_rng, 0.33, 0.42))
+        if pathology is not None:
+            params = _with_pathology(params, pathology, pathology_rng)
         geo = _frame_geometry(params)
         ed = params.ed_frame
         es = ed + int(np.argmax(geo.c[ed : ed + int(np.ceil(params.period * 0.7))]))
@@ -559,6 +592,8 @@ def _make_video(task: tuple[int, int, str, int, int, str]) -> tuple[dict, list[l
         "FileName": name, "EF": ef, "ESV": esv, "EDV": edv, "FrameHeight": FRAME_SIZE,
         "FrameWidth": FRAME_SIZE, "FPS": FPS, "NumberOfFrames": n_frames, "Split": None,
     }
+    if pathologies:
+        filelist_row["Pathology"] = pathology or "none"
     return filelist_row, tracing
 
 
@@ -570,8 +605,12 @@ def generate_phantom(
     max_frames: int = 220,
     workers: int = 1,
     overwrite: bool = False,
+    pathologies: float = 0.0,
 ) -> Path:
     """Write a phantom EchoNet-Dynamic folder at ``out_dir`` and return its path.
+
+    ``pathologies`` (0-1): the share of hearts given one of ``PATHOLOGIES`` (a ``Pathology``
+    column in FileList.csv names it, ``none`` for the others); 0 writes the usual phantom.
 
     Same (videos, seed, min_frames, max_frames) -> identical CSVs, masks and video frames,
     whatever ``workers`` is. ``out_dir`` must be absent or empty unless ``overwrite`` and it
@@ -599,7 +638,9 @@ def generate_phantom(
     (out / "ReferenceMasks").mkdir(exist_ok=True)
 
     names = _file_names(seed, videos)
-    tasks = [(seed, i, name, min_frames, max_frames, str(out)) for i, name in enumerate(names)]
+    if not 0.0 <= pathologies <= 1.0:
+        raise UserError(f"--pathologies {pathologies}: a share between 0 and 1")
+    tasks = [(seed, i, name, min_frames, max_frames, str(out), pathologies) for i, name in enumerate(names)]
     if workers == 1:
         results = [_make_video(task) for task in tasks]
     else:
@@ -609,7 +650,7 @@ def generate_phantom(
     rows = [row for row, _ in results]
     for row, split in zip(rows, _splits(seed, videos)):
         row["Split"] = split
-    filelist = pd.DataFrame(rows, columns=FILELIST_COLUMNS)
+    filelist = pd.DataFrame(rows, columns=FILELIST_COLUMNS + (["Pathology"] if pathologies else []))
     tracings = pd.DataFrame([r for _, t in results for r in t], columns=TRACING_COLUMNS)
     write_csv(filelist, out / "FileList.csv", float_format="%.4f")
     write_csv(tracings, out / "VolumeTracings.csv", float_format="%.4f")
@@ -673,11 +714,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max_frames", type=int, default=220, help="longest video in frames (default 220)")
     parser.add_argument("--workers", type=int, default=1, help="processes rendering videos (default 1)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing phantom at --out")
+    parser.add_argument("--pathologies", type=float, default=0.0,
+                        help=f"share of hearts (0-1) given one of: {', '.join(PATHOLOGIES)} (FileList column Pathology; default 0)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         out = generate_phantom(args.out, args.videos, args.seed, args.min_frames, args.max_frames,
-                               args.workers, args.overwrite)
+                               args.workers, args.overwrite, pathologies=args.pathologies)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
