@@ -311,3 +311,10 @@ def test_overlay_clean_up_deletes_only_the_files_it_wrote(weak_run, tiny_phantom
     assert run_command("predict", base + ["--overwrite"]) == 0
     assert not overlays[0].exists(), "the overlay of the earlier masks is removed"
     assert kept.read_text() == "mine", "a file the tool did not write is never deleted"
+
+
+def test_numpy_scalars_in_hyperparameters_load_as_data(tmp_path):
+    path = tmp_path / "numpy.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"lr": np.float64(3e-4), "frames": np.int64(32)}}, path)
+    loaded = load_checkpoint(path)["hyper_parameters"]
+    assert loaded == {"lr": 3e-4, "frames": 32} and isinstance(loaded["lr"], np.floating)

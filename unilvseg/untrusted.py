@@ -37,6 +37,10 @@ def _checkpoint_types() -> list:
     container whose unpickling only stores values; none calls anything named in the file."""
     import numpy as np
 
+    try:  # numpy >= 2 (numpy 1.26 has a numpy._core stub without multiarray)
+        from numpy._core.multiarray import scalar as numpy_scalar
+    except ImportError:
+        from numpy.core.multiarray import scalar as numpy_scalar
     types = [
         # Lightning's save_hyperparameters(args) with an argparse Namespace keeps the Namespace.
         argparse.Namespace,
@@ -49,7 +53,7 @@ def _checkpoint_types() -> list:
         (collections.OrderedDict, "pytorch_lightning.utilities.parsing.AttributeDict"),
         # Hyperparameters or metrics computed with numpy pickle as numpy scalars: a dtype and
         # raw bytes (numpy >= 2 names the module numpy._core, older numpy numpy.core).
-        (np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+        (numpy_scalar, "numpy.core.multiarray.scalar"),
         np.dtype,
         type(np.dtype(np.float64)),
         type(np.dtype(np.float32)),
@@ -57,8 +61,8 @@ def _checkpoint_types() -> list:
         type(np.dtype(np.int32)),
         type(np.dtype(np.bool_)),
     ]
-    if hasattr(np, "_core"):
-        types.append(np._core.multiarray.scalar)
+    if numpy_scalar.__module__.startswith("numpy._core"):
+        types.append(numpy_scalar)
     return types
 
 
