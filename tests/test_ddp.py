@@ -235,3 +235,41 @@ def test_every_metric_a_task_logs_is_synced_over_ranks_unless_already_reduced(mo
     task.validation_step({"video": torch.zeros(1, 3, 32, 32, 16), "skipped": torch.tensor(0)}, 0)
     task.log("already_reduced", 1.0, sync_dist=False)
     assert dict(calls) == {"val_loss": True, "val_mse_masked": True, "already_reduced": False}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_localhost_train_like_two_devices_and_validate_like_one_process(three_val_videos, tmp_path):
+    """--num_nodes 2 with one process per "node" (NODE_RANK 0 and 1, MASTER_ADDR on localhost, as a
+    hand-started or SLURM job sets it) trains exactly as one node with 2 devices, and its logged
+    validation Dice equals one process validating the same weights."""
+    flags = ["train_weak.py", "--data_path", three_val_videos, *TINY, "--epochs", "1", "--limit_train_batches", "2",
+             "--accelerator", "cpu", "--strategy", "ddp"]
+    one_node = tmp_path / "one_node"
+    run([*flags, "--devices", "2", "--run_dir", one_node], tmp_path / "one_node.log")
+    two_nodes = tmp_path / "two_nodes"
+    port = _free_port()
+    launchers = []
+    for node in (0, 1):
+        env = dict(run_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node))
+        log = open(tmp_path / f"node{node}.log", "w")
+        launchers.append((subprocess.Popen([sys.executable, *map(str, [*flags, "--devices", "1", "--num_nodes", "2", "--run_dir", two_nodes])],
+                                           cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    for process, log in launchers:
+        assert process.wait(timeout=300) == 0, (tmp_path / f"node{launchers.index((process, log))}.log").read_text()[-3000:]
+        log.close()
+    expected = torch.load(one_node / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    actual = torch.load(two_nodes / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    assert expected.keys() == actual.keys() and all(torch.equal(expected[k], actual[k]) for k in expected)
+    logged = pd.read_csv(two_nodes / "metrics.csv")["val_dice"].dropna().iloc[-1]
+    assert logged == pytest.approx(pd.read_csv(one_node / "metrics.csv")["val_dice"].dropna().iloc[-1], abs=1e-7)
+    single = ddp_job.validate(three_val_videos, two_nodes / "checkpoints" / "last.ckpt", devices=1, batch_size=2)
+    assert logged == pytest.approx(single["val_dice"], abs=1e-6)
+    assert "NODE_RANK" not in os.environ  # the launchers' environment stayed theirs

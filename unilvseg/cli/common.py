@@ -6,6 +6,7 @@ data/model/optimisation/run/Trainer flags (``base_parser``). ``unilvseg.cli.trai
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -54,7 +55,9 @@ def _is_rank_zero() -> bool:
     their rank in the environment from the start, which ``rank_zero_only.rank`` reads)."""
     from lightning.pytorch.utilities import rank_zero_only
 
-    return getattr(rank_zero_only, "rank", 0) == 0
+    # A second node started by hand (NODE_RANK=1, LOCAL_RANK unset) is not rank 0 either.
+    node_rank = os.environ.get("NODE_RANK") or os.environ.get("GROUP_RANK") or "0"
+    return getattr(rank_zero_only, "rank", 0) == 0 and node_rank.strip() in ("", "0")
 
 
 def error_line(error: BaseException) -> str:
@@ -112,6 +115,9 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     trainer = parser.add_argument_group("Lightning Trainer pass-through")
     trainer.add_argument("--accelerator", type=str, default="auto")
     trainer.add_argument("--devices", type=str, default="auto")
+    trainer.add_argument("--num_nodes", type=int, default=1,
+                         help="machines of the job (Lightning picks up SLURM, torchrun or MASTER_ADDR/MASTER_PORT/NODE_RANK; "
+                         "see docs: published runs, multi-node); needs a --run_dir every node can reach")
     trainer.add_argument("--strategy", type=str, default="auto")
     trainer.add_argument("--precision", type=str, default="auto", help="auto (bf16-mixed on a GPU with bf16, else 32-true), 32-true, bf16-mixed (also on CPU: faster where bf16 is native), 16-mixed")
     trainer.add_argument("--val_check_interval", type=int | float, default=1.0, help="a whole number: every that many training batches; a fraction: that share of an epoch")

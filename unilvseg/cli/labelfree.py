@@ -74,7 +74,8 @@ def config_from_args(args: Namespace):
             "--run_dir <the interrupted run> (completed stages are reused)"
         )
     unsupported = {"--max_time": args.max_time, "--val_check_interval": args.val_check_interval if args.val_check_interval != 1.0 else None,
-                   "--strategy": args.strategy if args.strategy != "auto" else None}
+                   "--strategy": args.strategy if args.strategy != "auto" else None,
+                   "--num_nodes": args.num_nodes if args.num_nodes != 1 else None}
     given = [flag for flag, value in unsupported.items() if value is not None]
     if given:
         raise UserError(f"{', '.join(given)}: not supported by label-free training (each stage runs whole epochs)")

@@ -115,6 +115,11 @@ def weak_parser() -> ArgumentParser:
 def _check_flags(args: Namespace) -> None:
     if args.epochs < 1:
         raise UserError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.num_nodes < 1:
+        raise UserError(f"--num_nodes must be >= 1, got {args.num_nodes}")
+    if args.num_nodes > 1 and not args.run_dir and not args.resume:
+        # Each node starts its own process: a timestamped default folder would differ per node.
+        raise UserError("--num_nodes > 1 needs --run_dir (one folder on a file system every node reaches)")
     if args.resume and getattr(args, "checkpoint", None):
         log.info("--resume given: --checkpoint is ignored (the run's own weights are restored)")
 
@@ -199,6 +204,7 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
         progress_bar=args.progress_bar,
         accelerator=args.accelerator,
         devices=args.devices,
+        num_nodes=args.num_nodes,
         strategy=args.strategy,
         precision=resolve_precision(args.precision, args.accelerator),
         val_check_interval=args.val_check_interval,
