@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -563,3 +564,39 @@ def test_normalisation_comes_from_the_checkpoint_unless_given():
 
     older = _make_settings(SimpleNamespace(**{**vars(args), "mean": None, "std": None}), {"frames": 16})
     assert older.mean == pytest.approx(list(ECHONET_MEAN)) and older.std == pytest.approx(list(ECHONET_STD))
+
+
+def test_two_shards_in_one_folder_give_the_one_process_outputs(tiny_phantom, tmp_path):
+    """predict.py --shard 0/2 and 1/2 running at the same time into one --save_dir: every video
+    predicted once, outputs identical to one process, tables written once both are done."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    checkpoint = tmp_path / "weak.ckpt"
+    from unilvseg.tasks.weak import WeakSegmentationTask
+
+    torch.manual_seed(3)
+    task = WeakSegmentationTask(encoder="3d_unet_tiny", frames=16)
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "unilvseg_task": task.task_name,
+                "unilvseg_data": {"size": [32, 32]}}, checkpoint)
+    base = [sys.executable, "predict.py", "--checkpoint", str(checkpoint), "--data_path", str(tiny_phantom), "--split", "all",
+            "--device", "cpu", "--batch_size", "1"]
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert subprocess.run(base + ["--save_dir", str(single)], cwd=repo, capture_output=True).returncode == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    shards = [subprocess.Popen(base + ["--save_dir", str(sharded), "--shard", f"{k}/2"], cwd=repo, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in range(2)]
+    logs = [shard.communicate(timeout=300)[0] for shard in shards]
+    assert all(shard.returncode == 0 for shard in shards), logs
+    predicted = [re.findall(r"\] (\S+): \d+ frames in", log) for log in logs]
+    names = sorted(p.stem for p in (single / "masks").glob("*.npz"))
+    assert sorted(predicted[0] + predicted[1]) == names and not set(predicted[0]) & set(predicted[1])
+    for name in names:
+        assert np.array_equal(np.load(single / "masks" / f"{name}.npz")["masks"], np.load(sharded / "masks" / f"{name}.npz")["masks"])
+    for table in ("size.csv", "volumes.csv"):
+        assert (single / table).read_text() == (sharded / table).read_text(), table
+    with pytest.raises(UserError, match="need 0 <= K < N"):
+        from unilvseg.evaluation.predict import parse_shard
+
+        parse_shard("2/2")

@@ -87,6 +87,7 @@ class PredictOptions:
     mm_per_pixel: float = field(default_factory=default_mm_per_pixel)
     frames: int | None = None  # clip length of a published SimLVSeg checkpoint (it records none)
     ed_es_rule: str = DEFAULT_ED_ES_RULE
+    shard: str | None = None  # "K/N": this process predicts every N-th video from the K-th; "auto": from the launcher's environment
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -413,6 +414,40 @@ def segment(network, frames: np.ndarray, settings: Settings, device) -> tuple[np
     return masks_from_probabilities(probabilities[0], settings.threshold), labels
 
 
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """``--shard K/N`` as (K, N); ``auto`` reads a launcher's environment (torchrun, Lightning or
+    SLURM: RANK/WORLD_SIZE or SLURM_PROCID/SLURM_NTASKS); None (or auto outside a launcher) = all videos."""
+    import os
+
+    if shard is None:
+        return None
+    if shard == "auto":
+        for rank_name, size_name in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+            if os.environ.get(size_name):
+                shard = f"{os.environ.get(rank_name, '0')}/{os.environ[size_name]}"
+                break
+        else:
+            return None
+    index, _, count = str(shard).partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        raise UserError(f"--shard {shard}: expected K/N, e.g. 0/4 for the first of 4 processes (or auto)") from None
+    if count < 1 or not 0 <= index < count:
+        raise UserError(f"--shard {shard}: need 0 <= K < N")
+    return (index, count) if count > 1 else None
+
+
+def shards_finished(layout: Layout, index: int, count: int) -> bool:
+    """Mark shard ``index`` of ``count`` finished; True once every shard is (then this process
+    merges the tables; two shards finishing together both merge the same complete set)."""
+    from unilvseg.io import write_text
+
+    folder = layout.root / "shards"
+    write_text(f"{index}/{count}\n", folder / f"{index}-of-{count}.done")
+    return all((folder / f"{k}-of-{count}.done").is_file() for k in range(count))
+
+
 def _check_save_dir(layout: Layout, settings: Settings, overwrite: bool, data_path: str | None = None) -> None:
     """One save folder holds one checkpoint's predictions under one set of settings.
 
@@ -573,6 +608,15 @@ def run_prediction(args: PredictOptions) -> int:
     from unilvseg.io import remove_stale_temporaries
 
     check_options(args)
+    import os
+
+    local_rank = os.environ.get("LOCAL_RANK")
+    if args.shard is not None and args.device == "auto" and local_rank and local_rank.isdigit():
+        import torch
+
+        # One process per GPU (torchrun, srun): each takes its own device.
+        if torch.cuda.is_available() and torch.cuda.device_count() > int(local_rank):
+            args.device = f"cuda:{local_rank}"
     device = resolve_device(args.device)
     network, hparams = _load_network(args.checkpoint, device, args.frames)
     settings = _make_settings(args, hparams, device)
@@ -584,6 +628,13 @@ def run_prediction(args: PredictOptions) -> int:
         return predict_one_file(args, network, settings, device)
 
     records, source, data_path = _records(args)
+    shard = parse_shard(args.shard)
+    if shard is not None:
+        index, count = shard
+        # Every process lists the same videos in the same (sorted) order and takes its stride:
+        # each video belongs to exactly one shard, and no two shards write one file.
+        records = sorted(records, key=lambda r: r.file_name)[index::count]
+        source = f"{source} (shard {index}/{count})"
     layout = Layout(Path(args.save_dir))
     created = not layout.root.exists()
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -594,6 +645,9 @@ def run_prediction(args: PredictOptions) -> int:
     log.info("%s: %d video(s) -> %s", source, len(records), layout.root)
 
     summary = predict_records(records, network, settings, device, layout, args.overwrite)
+    if shard is not None and not shards_finished(layout, *shard):
+        log.info("shard %d/%d done; size.csv/volumes.csv are written by the last shard to finish", *shard)
+        return 0
     videos, rows = assemble_tables(layout)
     rate = f", {summary.frames / summary.seconds:.1f} frames/s" if summary.seconds > 0 and summary.frames else ""
     log.info(
