@@ -60,3 +60,13 @@ def test_phantom_structures_against_their_dense_truth(tiny_phantom):
     # rim falls far below them.
     floors = {"lv": 0.85, "myo": 0.65, "la": 0.80, "rv": 0.60, "ra": 0.50}  # measured 0.91 0.74 0.90 0.68 0.59
     assert all(dice[name] > floor for name, floor in floors.items()), {k: round(v, 3) for k, v in dice.items()}
+
+
+def test_without_a_septum_the_lv_edge_stands_in(monkeypatch):
+    from unilvseg.labelfree import four_chamber
+
+    video, lv, _, rv = synthetic_a4c()
+    monkeypatch.setattr(four_chamber, "find_septum", lambda *args, **kwargs: None)
+    labels, info = four_chamber_labels(video)
+    assert info["septum"] is None
+    assert _dice(labels == STRUCTURES["rv"], np.broadcast_to(rv, lv.shape)) > 0.6  # still left of the LV

@@ -93,9 +93,10 @@ def _septal_side(shape, septum, lv: np.ndarray) -> np.ndarray:
     height, width = shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     if septum is None:
-        columns = np.flatnonzero(lv.any(axis=(0, 1)))
-        edge = float(np.quantile(np.flatnonzero(lv.mean(axis=0).max(axis=0) > 0.5), 0.05)) if lv.any() and (lv.mean(axis=0) > 0.5).any() else (
-            float(columns.min()) if len(columns) else width / 2.0)
+        # The left edge of where the LV is in most frames (of any frame when it moves a lot).
+        consensus = lv.mean(axis=0) > 0.5 if lv.size else np.zeros(shape, bool)
+        columns = np.flatnonzero(consensus.any(axis=0)) if consensus.any() else np.flatnonzero(lv.any(axis=(0, 1)))
+        edge = float(columns.min()) if len(columns) else width / 2.0
         return xs - edge
     a, b = septum
     return (xs - (a + b * ys)) / math.sqrt(1.0 + b * b)
@@ -148,10 +149,12 @@ def four_chamber_labels(
         return labels, info
     beyond_base, ed_length, across, (septal_edge, lateral_edge) = reference
     info["lv_length"] = ed_length
-    side = _septal_side(lv.shape[1:], septum, lv)
     dark, _ = dark_pools(gray, sector, lv_params)
     dark &= ~lv
     wall = max(2, int(round(params.wall_fraction * ed_length)))
+    side = _septal_side(lv.shape[1:], septum, lv)
+    if septum is None:
+        side = side + wall  # the LV's edge is the septum's right face: its middle lies about a wall further left
     min_pixels = params.min_area * float(lv.sum(axis=(1, 2))[lv.any(axis=(1, 2))].mean())
 
     above_annulus = beyond_base <= 0
