@@ -92,6 +92,9 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     data.add_argument("--period", type=int, default=1, help="frame step inside a clip")
     data.add_argument("--batch_size", type=int, default=4)
     data.add_argument("--num_workers", type=int, default=0, help="DataLoader worker processes")
+    data.add_argument("--handover", type=str, default="auto",
+                      help="what workers hand over: uint8 (warped pixels, normalised on the training device: 4x fewer bytes), "
+                      "float (normalised clips) or auto (uint8 with --num_workers > 0)")
     data.add_argument("--augment", type=bool | str, default=True,
                       help="training-clip augmentation: true (= unilvseg: rotation +-20, shift +-12, brightness/contrast), "
                       "published (SimLVSeg: ColorJitter 0.2 p=0.5, CLAHE p=0.5, rotation +-20, pad 124 + crop 112) or false")

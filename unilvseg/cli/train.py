@@ -141,8 +141,16 @@ def build_datamodule(args: Namespace, scheme: str, **extra):
         cache_max_gb=args.cache_max_gb,
         seed=args.seed,  # clips and batch order from (seed, epoch, item): resumed runs repeat exactly
         size=_size(args),
+        handover=_handover(args),
         **extra,
     )
+
+
+def _handover(args: Namespace) -> str:
+    choice = getattr(args, "handover", "auto")
+    if choice == "auto":
+        return "uint8" if args.num_workers > 0 else "float"
+    return choice
 
 
 def _size(args: Namespace) -> tuple[int, int]:

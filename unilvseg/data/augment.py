@@ -113,9 +113,25 @@ class ClipAugment:
         transform = self.draw(rng) if self.enabled else Transform()
         return self._clip_from_frames(frames, masks, transform)
 
+    def pixels_from_frames(
+        self, frames: np.ndarray, masks: np.ndarray | None, rng: np.random.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None, Transform]:
+        """The same draw and warp as :meth:`clip_from_frames`, stopped before the float
+        conversion: uint8 ``pixels (C, H, W, T)``, masks and the transform whose gain and offset
+        :func:`unit_pixels` applies later (on the training device, for a uint8 hand-over)."""
+        transform = self.draw(rng) if self.enabled else Transform()
+        pixels, masks = self._warp_pixels(frames, masks, transform)
+        return pixels, masks, transform
+
     @staticmethod
     def _clip_from_frames(frames: np.ndarray, masks: np.ndarray | None, transform) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Warp uint8 frames and masks by ``transform`` (anything with moves/matrix/gain/offset)."""
+        pixels, masks = ClipAugment._warp_pixels(frames, masks, transform)
+        return unit_pixels(pixels, transform.gain, transform.offset), masks
+
+    @staticmethod
+    def _warp_pixels(frames: np.ndarray, masks: np.ndarray | None, transform) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """uint8 ``pixels (C, H, W, T)`` (a view) and masks ``(K, H, W, T)``, warped by ``transform``."""
         n_frames, height, width, channels = frames.shape
         # (H, W, T*C): cv2.merge interleaves the frames' channels 2x faster than a numpy transpose.
         stacked = cv2.merge(list(frames)) if n_frames * channels <= _MAX_CHANNELS else frames.transpose(1, 2, 0, 3)
@@ -126,13 +142,9 @@ class ClipAugment:
             if masks is not None:
                 masks = ClipAugment._warp_masks(masks, matrix)
         pixels = torch.from_numpy(stacked).view(height, width, n_frames, channels).permute(3, 0, 1, 2)
-        clip = torch.empty((channels, height, width, n_frames), dtype=torch.float32)
-        clip.copy_(pixels).mul_(transform.gain / 255.0)
-        if transform.offset or transform.gain != 1.0:
-            clip.add_(transform.offset).clamp_(0.0, 1.0)
         if masks is not None:
             masks = torch.from_numpy(np.ascontiguousarray(masks)).permute(1, 2, 3, 0).contiguous()
-        return clip, masks
+        return pixels, masks
 
     def __call__(
         self, video: torch.Tensor, masks: torch.Tensor | None, rng: np.random.Generator
@@ -165,6 +177,26 @@ class ClipAugment:
 
 
 NO_AUGMENT = ClipAugment(rotation=0.0, pad=0, brightness=0.0, contrast=0.0)
+
+
+def unit_pixels(pixels: torch.Tensor, gain, offset) -> torch.Tensor:
+    """uint8 pixels -> float32 in [0, 1] with the clip's contrast ``gain`` and brightness
+    ``offset``: one clip ``(C, H, W, T)`` with Python numbers, or a batch ``(B, C, H, W, T)`` with
+    one float32 gain and offset per clip (``(B,)``). Both give the same float32 values: the
+    numbers are float32 either way and the operations come in the same order."""
+    if pixels.dim() == 4:
+        clip = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+        clip.copy_(pixels).mul_(gain / 255.0)
+        if offset or gain != 1.0:
+            clip.add_(offset).clamp_(0.0, 1.0)
+        return clip
+    shape = (-1,) + (1,) * (pixels.dim() - 1)
+    gain = torch.as_tensor(gain, dtype=torch.float64, device=pixels.device)
+    offset = torch.as_tensor(offset, dtype=torch.float32, device=pixels.device)
+    # gain / 255 in double, then rounded to float32: what the one-clip path's Python scalar becomes.
+    clip = pixels.to(torch.float32).mul_((gain / 255.0).to(torch.float32).view(shape))
+    # Adding 0 and clamping values already in [0, 1] change nothing, so every clip takes both.
+    return clip.add_(offset.view(shape)).clamp_(0.0, 1.0)
 
 
 AUGMENTATIONS = ("unilvseg", "published", "none")

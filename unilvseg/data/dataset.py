@@ -35,6 +35,26 @@ ECHONET_MEAN = (0.12741163, 0.1279413, 0.12912785)
 ECHONET_STD = (0.19557191, 0.19562256, 0.1965878)
 
 CLIP_PLACEMENTS = ("random", "traced_random", "traced_centred", "centred", "traced_or_random")
+#: What a loader worker hands over: normalised float32 clips, or uint8 pixels with each clip's
+#: gain and offset, normalised after the transfer (normalise_batch; 4x fewer bytes per clip).
+HANDOVERS = ("float", "uint8")
+
+
+def normalise_batch(batch: dict, mean: Sequence[float], std: Sequence[float]) -> dict:
+    """A uint8 hand-over batch made what the float hand-over gives: ``video`` float32
+    ``(B, 3, H, W, T)`` normalised with ``mean``/``std``; ``gain``/``offset`` removed. Runs on
+    whatever device the batch is on; other batches pass unchanged."""
+    from unilvseg.data.augment import unit_pixels
+
+    video = batch.get("video") if isinstance(batch, dict) else None
+    if video is None or video.dtype != torch.uint8:
+        return batch
+    clip = unit_pixels(video, batch.pop("gain"), batch.pop("offset"))
+    device = clip.device
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1, 1)
+    batch["video"] = clip.sub_(mean_t).div_(std_t)
+    return batch
 PHASES = {"ED": 1, "ES": 2}
 
 
@@ -178,6 +198,7 @@ class EchoClipDataset(Dataset):
         std: Sequence[float] = ECHONET_STD,
         size: tuple[int, int] = (112, 112),
         seed: int | None = None,
+        handover: str = "float",
     ):
         if clip not in CLIP_PLACEMENTS:
             raise UserError(f"clip placement {clip!r}: expected one of {CLIP_PLACEMENTS}")
@@ -191,6 +212,9 @@ class EchoClipDataset(Dataset):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1, 1)
         self.seed = seed
+        if handover not in HANDOVERS:
+            raise UserError(f"--handover {handover!r}: expected one of {', '.join(HANDOVERS)}")
+        self.handover = handover
         self.epoch = 0
         if clip in ("traced_random", "traced_centred"):
             records = [r for r in records if r.traced]
@@ -257,8 +281,17 @@ class EchoClipDataset(Dataset):
         # Warped as uint8 straight from the cache (one OpenCV call per clip) into (C, H, W, T)
         # floats; a grey clip is warped once, not three times, and becomes three channels in
         # the normalisation below (broadcast against the per-channel mean and std).
-        clip, masks = self.augment.clip_from_frames(frames if frames.ndim == 4 else frames[..., None], masks, rng)
-        sample["video"] = clip.sub_(self.mean).div_(self.std) if len(clip) == 3 else (clip - self.mean).div_(self.std)
+        frames = frames if frames.ndim == 4 else frames[..., None]
+        if self.handover == "uint8":
+            # A quarter of float32's bytes cross from the worker; normalise_batch finishes the
+            # job on the training device (same values: unilvseg.data.augment.unit_pixels).
+            pixels, masks, transform = self.augment.pixels_from_frames(frames, masks, rng)
+            sample["video"] = pixels.expand(3, -1, -1, -1).contiguous() if len(pixels) == 1 else pixels.contiguous()
+            sample["gain"] = torch.tensor(float(transform.gain), dtype=torch.float64)
+            sample["offset"] = torch.tensor(float(transform.offset), dtype=torch.float32)
+        else:
+            clip, masks = self.augment.clip_from_frames(frames, masks, rng)
+            sample["video"] = clip.sub_(self.mean).div_(self.std) if len(clip) == 3 else (clip - self.mean).div_(self.std)
         if target is not None:
             sample["mask"] = masks.float()  # (1, H, W, T), float per the contract
             sample["labelled"] = torch.as_tensor(np.asarray(target["labelled"], dtype=bool))
@@ -377,8 +410,12 @@ class EchoNetDataModule(L.LightningDataModule):
         size: tuple[int, int] = (112, 112),
         seed: int | None = None,
         cache_max_gb: float | None = None,
+        handover: str = "float",
     ):
         super().__init__()
+        if handover not in HANDOVERS:
+            raise UserError(f"--handover {handover!r}: expected one of {', '.join(HANDOVERS)}")
+        self.handover = handover
         if scheme not in SCHEMES:
             raise UserError(f"scheme {scheme!r}: expected one of {tuple(SCHEMES)}")
         if batch_size < 1:
@@ -467,7 +504,12 @@ class EchoNetDataModule(L.LightningDataModule):
             std=self.std,
             size=self.size,
             seed=self.seed,
+            handover=self.handover,
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 hand-over: normalise on the training device (normalise_batch)."""
+        return normalise_batch(batch, self.mean, self.std)
 
     def _ranks(self) -> tuple[int, int]:
         """(world size, global rank) of the trainer this DataModule is attached to; (1, 0) without one."""

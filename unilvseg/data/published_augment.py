@@ -91,6 +91,12 @@ class PublishedAugment:
         transform = self.draw(rng)
         return ClipAugment._clip_from_frames(self.colour(frames, transform), masks, transform)
 
+    def pixels_from_frames(self, frames: np.ndarray, masks: np.ndarray | None, rng: np.random.Generator):
+        """:meth:`ClipAugment.pixels_from_frames` for the published pipeline (colour on uint8, then the warp)."""
+        transform = self.draw(rng)
+        pixels, masks = ClipAugment._warp_pixels(self.colour(frames, transform), masks, transform)
+        return pixels, masks, transform
+
     def __call__(self, video: torch.Tensor, masks: torch.Tensor | None, rng: np.random.Generator):
         """video: float (T, C, H, W) in [0, 1] -> the same layout (the tensor path of ClipAugment)."""
         frames = (video.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
