@@ -392,12 +392,13 @@ def summarise(sections: dict) -> list[dict]:
     rows = []
     data = sections.get("data") or {}
     for row in data.get("rows", []):
-        if row.get("loader") != "ours":
+        if row.get("loader") not in ("ours", "ours_uint8"):
             continue
         base = next((r for r in data["rows"] if r.get("loader") == "published" and r.get("mode") == row.get("mode")
                      and r.get("workers") == row.get("workers")), None)
         base_rate = base and base.get("samples_per_s")
-        rows.append(_comparison("data", f"{row['mode']} samples/s, {row['workers']} workers", row.get("samples_per_s"),
+        handover = ", uint8 hand-over" if row.get("loader") == "ours_uint8" else ""
+        rows.append(_comparison("data", f"{row['mode']} samples/s, {row['workers']} workers{handover}", row.get("samples_per_s"),
                                 base_rate, "samples/s", _speed_ratio(row.get("samples_per_s"), base_rate), TARGETS["data"]))
 
     train = sections.get("train") or {}

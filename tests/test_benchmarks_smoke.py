@@ -39,7 +39,9 @@ def test_smoke_suite_writes_complete_json_and_markdown(tmp_path):
     assert len(report["load_average_start"]) == 3 and len(report["load_average_end"]) == 3
 
     data = report["sections"]["data"]
-    assert {(r["loader"], r["mode"], r["workers"]) for r in data["rows"]} == {("published", "weak", 0), ("ours", "weak", 0)}
+    assert {(r["loader"], r["mode"], r["workers"]) for r in data["rows"]} == {
+        ("published", "weak", 0), ("ours", "weak", 0), ("ours_uint8", "weak", 0)}
+    assert all(r["cpu_s_per_sample"] > 0 for r in data["rows"])
     assert all(r["samples_per_s"] > 0 and r["peak_rss_mb"] > 0 for r in data["rows"])
 
     train = report["sections"]["train"]
