@@ -153,3 +153,22 @@ def test_evaluation_scores_every_structure_against_reference_label_maps(tiny_pha
             for part in ("all_frames", "ed", "es"):
                 assert (scores[part]["dice"], scores[part]["low"], scores[part]["high"]) == (expected, expected, expected), (name, part)
         assert (out / "all_structures.csv").is_file()
+
+
+@pytest.mark.slow
+def test_compile_flag_trains_and_predicts_with_plain_checkpoints(tiny_phantom, tmp_path):
+    """--compile (torch.compile in place) is opt-in: the checkpoint keeps the plain parameter
+    names, so it predicts with or without compiling, and both give the same masks."""
+    run = tmp_path / "run"
+    argv = ["--data_path", tiny_phantom, *FAST, "--run_dir", run, "--compile", "true", "--limit_train_batches", "1"]
+    assert run_command("train_weak", [str(a) for a in argv]) == 0
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in key for key in state)
+    outputs = {}
+    for compiled in (False, True):
+        out = tmp_path / f"pred{compiled}"
+        argv = ["--checkpoint", run / "checkpoints" / "last.ckpt", "--data_path", tiny_phantom, "--split", "test",
+                "--save_dir", out, "--device", "cpu", "--amp", "off"] + (["--compile"] if compiled else [])
+        assert run_command("predict", [str(a) for a in argv]) == 0
+        outputs[compiled] = np.load(next((out / "masks").glob("*.npz")))["masks"]
+    assert (outputs[False] == outputs[True]).mean() > 0.999  # compiled kernels may round differently at the threshold

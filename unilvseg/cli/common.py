@@ -129,6 +129,8 @@ def base_parser(prog: str, description: str) -> ArgumentParser:
     trainer.add_argument("--max_steps", type=int, default=-1)
     trainer.add_argument("--max_time", type=str | None, default=None, help="wall-clock budget, DD:HH:MM:SS")
     trainer.add_argument("--accumulate_grad_batches", type=int, default=1)
+    trainer.add_argument("--compile", type=bool, default=False,
+                         help="torch.compile the network in place (opt-in: compiling costs minutes up front; checkpoints stay plain)")
     trainer.add_argument("--gradient_clip_val", type=float | None, default=None)
     return parser
 

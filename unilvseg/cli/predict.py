@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     inference.add_argument("--ed_es_rule", default=DEFAULT_ED_ES_RULE, choices=ED_ES_RULES,
                            help="how ED/ES frames are chosen for EF: beats (default; every complete heartbeat, EF = their mean), "
                            "extremes (largest/smallest volume of the video), volume_peaks (the earlier beat-wise rule)")
+    inference.add_argument("--compile", action="store_true",
+                           help="torch.compile the network in place first (opt-in: pays off on many or long videos)")
     out.add_argument("--shard", default=None, metavar="K/N",
                      help="predict every N-th video starting with the K-th (0 <= K < N), so N processes (GPUs, nodes) share one "
                      "--save_dir without collisions; the last to finish writes size.csv/volumes.csv. auto: K and N from "

@@ -184,6 +184,9 @@ def run_training(args: Namespace, kind: str, build: Callable, parser: ArgumentPa
     task, datamodule = build(args)
     # The checkpoint must come from the same task and network, or Lightning fails deep inside.
     resume_step = resume_step_of(args.resume, task) if args.resume else None
+    if getattr(args, "compile", False):
+        # In place (nn.Module.compile): the state dict keeps its names, so checkpoints load as ever.
+        task.network.compile()
     datamodule.index  # noqa: B018 - reads and validates the dataset now
     datamodule.records("train"), datamodule.records("val")
     datamodule.cache.prepare()  # an unwritable cache is an error before the run folder exists

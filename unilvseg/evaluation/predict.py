@@ -88,6 +88,7 @@ class PredictOptions:
     frames: int | None = None  # clip length of a published SimLVSeg checkpoint (it records none)
     ed_es_rule: str = DEFAULT_ED_ES_RULE
     shard: str | None = None  # "K/N": this process predicts every N-th video from the K-th; "auto": from the launcher's environment
+    compile: bool = False  # torch.compile the network in place before predicting
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -619,6 +620,8 @@ def run_prediction(args: PredictOptions) -> int:
             args.device = f"cuda:{local_rank}"
     device = resolve_device(args.device)
     network, hparams = _load_network(args.checkpoint, device, args.frames)
+    if args.compile:
+        network.compile()
     settings = _make_settings(args, hparams, device)
     log.info(
         "checkpoint %s: %s, %d-frame clips, stride %d, input %dx%d, device %s",
