@@ -263,6 +263,10 @@ def test_run_from_before_the_blood_pool_snap_continues_only_without_it(tiny_run,
         (["--label_stride", "17"], "--label_stride"),
         (["--round_loss", "focal"], "--round_loss"),
         (["--pool_scale", "-1"], "--pool_scale"),
+        (["--num_nodes", "2"], "--num_nodes"),
+        (["--compile", "true"], "--compile"),
+        (["--handover", "uint8"], "--handover"),
+        (["--structures", "la,rv"], "must include lv"),
     ],
 )
 def test_flag_mistakes_are_clear_errors(tiny_phantom, tmp_path, capsys, extra, message):

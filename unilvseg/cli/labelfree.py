@@ -75,7 +75,9 @@ def config_from_args(args: Namespace):
         )
     unsupported = {"--max_time": args.max_time, "--val_check_interval": args.val_check_interval if args.val_check_interval != 1.0 else None,
                    "--strategy": args.strategy if args.strategy != "auto" else None,
-                   "--num_nodes": args.num_nodes if args.num_nodes != 1 else None}
+                   "--num_nodes": args.num_nodes if args.num_nodes != 1 else None,
+                   "--compile": True if args.compile else None,
+                   "--handover": args.handover if args.handover == "uint8" else None}
     given = [flag for flag, value in unsupported.items() if value is not None]
     if given:
         raise UserError(f"{', '.join(given)}: not supported by label-free training (each stage runs whole epochs)")
