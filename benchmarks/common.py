@@ -212,6 +212,33 @@ def bf16_peak_tflops(device_name: str | None) -> float | None:
     return None
 
 
+def matmul_peak_tflops(device: str = "cpu", dtype: str = "float32", size: int = 2048, repeats: int = 5, threads: int | None = None) -> float:
+    """What this machine does at best, measured: TFLOP/s of a large square matrix product
+    (``size``³ multiply-adds, median of ``repeats`` after a warm-up) in ``dtype`` (float32 or
+    bfloat16) on ``device``. Dense matmul is the best case for the BLAS/oneDNN/cuBLAS kernels
+    the convolutions also use, so a train step's share of it says how close the step runs to
+    the machine's limit (not to a datasheet number)."""
+    import statistics
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    kind = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    a = torch.randn(size, size, device=device).to(kind)
+    b = torch.randn(size, size, device=device).to(kind)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    (a @ b).sum().item()  # warm-up: kernel selection, page faults
+    seconds = []
+    for _ in range(repeats):
+        sync()
+        started = time.perf_counter()
+        a @ b
+        sync()
+        seconds.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(seconds) / 1e12
+
+
 # ---------------------------------------------------------------------------------- FLOPs
 def train_step_flops(encoder: str, frames: int, size: int = 112, batch: int = 1, width: int | None = None) -> int:
     """FLOPs of one forward + backward of ``encoder`` on a ``(batch, 3, size, size, frames)`` clip

@@ -93,7 +93,7 @@ SETTINGS = {
         "data": dict(quick=True, workers=(0,), videos=2, samples=4, repeats=1, modes=("weak",)),
         "train": dict(
             grid=[("3d_unet_tiny", 16, 1)], main=("3d_unet_tiny", 16), size=32, batch=1, warmup=1, in_process=True,
-            reference_threads=1,
+            reference_threads=1, peak_size=256,
             cuda_grid=(("3d_unet_tiny", 16),), cuda_repeats=1, cuda_warmup=1, cuda_main_variants=False, cuda_big_batch=None,
         ),
         "inference": dict(
@@ -206,6 +206,7 @@ def _train_row(encoder: str, frames: int, size: int, batch: int, config: str, de
         "clips_per_s": round(batch / step_s, 3) if step_s else None,
         "flops_per_step": flops, "achieved_tflops": round(achieved, 4) if achieved is not None else None,
         "fraction_of_bf16_peak": round(achieved / peak_tflops, 4) if achieved is not None and peak_tflops else None,
+        "fraction_of_measured_peak": None,  # filled by section_train from the measured matmul peaks
         "peak_rss_mb": raw.get("peak_rss_mb"), "peak_rss_sampled_mb": raw.get("peak_rss_sampled_mb"),
         "peak_cuda_mb": round(raw["peak_cuda_mb"], 1) if raw.get("peak_cuda_mb") is not None else None,
         "load_before": raw.get("load_before"), "load_after": raw.get("load_after"),
@@ -332,6 +333,19 @@ def section_train(settings: dict, device: str, threads: int) -> dict:
             attempt(f"{encoder} T={frames} batch {n} {name}", produce)
         reference_config = {"config": "fp32", "encoder": main[0], "frames": main[1], "precision": "fp32",
                             "cudnn_benchmark": False, "compile": False}
+    # The machine's own limit: a large matmul in each precision, on the device the steps ran on.
+    measured = {}
+    for dtype in ("float32", "bfloat16"):
+        if dtype == "bfloat16" and device == "cpu" and not cpu_has_native_bf16():
+            continue
+        try:
+            measured[dtype] = round(common.matmul_peak_tflops(device, dtype, size=settings.get("peak_size", 2048), threads=threads), 4)
+        except Exception as error:  # a missing kernel must not lose the section
+            errors.append({"config": f"matmul peak {dtype}", "error": f"{type(error).__name__}: {error}"[-500:]})
+    for row in rows:
+        precision = "bfloat16" if "bf16" in str(row.get("precision") or row.get("config")) else "float32"
+        if row.get("achieved_tflops") is not None and measured.get(precision):
+            row["fraction_of_measured_peak"] = round(row["achieved_tflops"] / measured[precision], 4)
     return {
         "benchmark": "train_step",
         "device": device,
@@ -341,6 +355,7 @@ def section_train(settings: dict, device: str, threads: int) -> dict:
         "loss": "binary_cross_entropy_with_logits",
         "reference_config": reference_config,
         "gpu_bf16_peak_tflops": peak,
+        "measured_matmul_peak_tflops": measured,
         "rows": rows,
         "errors": errors,
     }
@@ -508,13 +523,15 @@ def render_markdown(report: dict) -> str:
         train = sections["train"]
         lines += ["", "## Training step", "",
                   f"{train.get('size')}x{train.get('size')} clips, {train.get('optimizer')}, reference: "
-                  f"{json.dumps(train.get('reference_config'))}", ""]
+                  f"{json.dumps(train.get('reference_config'))}",
+                  f"Measured matmul peak (TFLOP/s, 2048x2048, this device): {json.dumps(train.get('measured_matmul_peak_tflops'))}", ""]
         lines += _table(
             ["encoder", "T", "batch", "config", "precision", "threads", "step s", "runs s", "clips/s", "GFLOP/step",
-             "TFLOP/s", "of bf16 peak", "peak RSS MB", "peak CUDA MB", "load before/after"],
+             "TFLOP/s", "of bf16 peak", "of measured matmul peak", "peak RSS MB", "peak CUDA MB", "load before/after"],
             [[r["encoder"], r["frames"], r["batch"], r["config"], r.get("precision"), r["threads"], r["median_step_s"], r.get("step_s"),
               r.get("clips_per_s"), r["flops_per_step"] / 1e9 if r.get("flops_per_step") else None, r.get("achieved_tflops"),
               f"{r['fraction_of_bf16_peak']:.1%}" if r.get("fraction_of_bf16_peak") is not None else None,
+              f"{r['fraction_of_measured_peak']:.1%}" if r.get("fraction_of_measured_peak") is not None else None,
               r.get("peak_rss_mb"), r.get("peak_cuda_mb"), f"{r.get('load_before')}/{r.get('load_after')}"]
              for r in train.get("rows", [])])
         for failure in train.get("errors", []):

@@ -53,6 +53,10 @@ def test_smoke_suite_writes_complete_json_and_markdown(tmp_path):
     for row in train["rows"]:
         assert row["encoder"] == "3d_unet_tiny" and row["median_step_s"] > 0 and row["peak_rss_mb"] > 0
         assert row["flops_per_step"] > 0 and row["achieved_tflops"] > 0
+        # The step's share of what a large matmul reaches on this machine, in its own precision.
+        peak = train["measured_matmul_peak_tflops"]["bfloat16" if row["config"] == "ours_bf16" else "float32"]
+        assert row["fraction_of_measured_peak"] == pytest.approx(row["achieved_tflops"] / peak, abs=1e-3)
+    assert train["measured_matmul_peak_tflops"]["float32"] > 0
     assert train["rows"][0]["details"]["fast_cpu_env"] is False  # the reference forces the CPU fast path off
     assert train["rows"][0]["threads"] == 1 == train["rows"][1]["threads"]  # smoke: reference_threads=1, --threads 1
 
