@@ -70,3 +70,15 @@ def test_without_a_septum_the_lv_edge_stands_in(monkeypatch):
     labels, info = four_chamber_labels(video)
     assert info["septum"] is None
     assert _dice(labels == STRUCTURES["rv"], np.broadcast_to(rv, lv.shape)) > 0.6  # still left of the LV
+
+
+def test_benchmark_writes_pooled_dice_per_structure(tmp_path):
+    import pandas as pd
+
+    from benchmarks.four_chamber_labels import main
+
+    assert main(["--videos", "2", "--seed", "3", "--samples", "50", "--results_dir", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "four_chamber_labels-phantom.csv")
+    assert set(table["structure"]) == set(STRUCTURES) and table["FileName"].nunique() == 2
+    text = (tmp_path / "four_chamber_labels-phantom.md").read_text()
+    assert all(f"| {name} |" in text for name in STRUCTURES)
