@@ -246,6 +246,36 @@ def b_filelist_duplicate(env):
     return train(env, root)
 
 
+def b_filelist_name_leaves_folder(env):
+    root = env.data()
+    table = _filelist(root)
+    table.loc[0, "FileName"] = "../../outside/evil"
+    _write(table, root / "FileList.csv")
+    return predict(env, "--data_path", root, "--split", "all")
+
+
+def b_tracings_name_leaves_folder(env):
+    root = env.data()
+    rows = _tracings(root)
+    extra = rows.head(4).copy()
+    extra["FileName"] = "../evil.avi"
+    _write(pd_concat(rows, extra), root / "VolumeTracings.csv")
+    return train(env, root)
+
+
+def b_ckpt_runs_code(env):
+    """A checkpoint whose unpickling would write a file (as a __reduce__ to os.system would run)."""
+    import torch
+
+    class _Payload:
+        def __reduce__(self):
+            return (open, (str(env.work / "MARKER"), "w"))
+
+    path = env.work / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _Payload()}, path)
+    return predict(env, "--data_path", env.phantom, checkpoint=path)
+
+
 def b_video_listed_missing(env):
     root = env.data()
     (root / "Videos" / f"{first_train(root)}.avi").unlink()
@@ -690,11 +720,15 @@ CASES: list[Case] = [
          "unknown Split ['training'] at line(s) [3]", "error naming the value and the line"),
     Case("filelist_duplicate", "FileList.csv", "a FileName listed twice", "train_weak", b_filelist_duplicate, E,
          "FileName listed more than once", "error naming the video and lines"),
+    Case("filelist_name_leaves_folder", "FileList.csv", "FileName ../../outside/evil", "predict", b_filelist_name_leaves_folder, E,
+         "FileName must be a single file name", "error naming the file, line and name; nothing read or written"),
     Case("video_listed_missing", "FileList.csv", "a listed video absent from Videos/", "train_weak",
          b_video_listed_missing, S, "skipped 1 video(s) (missing video)", "counted skip, logged"),
     Case("no_train_videos", "FileList.csv", "no TRAIN rows", "train_weak", b_no_train_videos, E,
          "split 'train' has no usable videos", "error naming the split"),
     # VolumeTracings.csv
+    Case("tracings_name_leaves_folder", "VolumeTracings.csv", "rows whose FileName is ../evil.avi", "train_weak",
+         b_tracings_name_leaves_folder, S, "whose FileName cannot be a file name", "rows skipped, counted and logged with the line"),
     Case("tracings_missing", "VolumeTracings.csv", "no VolumeTracings.csv (weak training)", "train_weak",
          b_tracings_missing, E, "VolumeTracings.csv not found", "error naming the file"),
     Case("tracings_missing_ssl", "VolumeTracings.csv", "no VolumeTracings.csv (self-supervised training)",
@@ -754,6 +788,8 @@ CASES: list[Case] = [
     Case("predict_all_broken", "videos", "predict.py on a folder whose only video is broken", "predict",
          b_predict_all_broken, E, "no video could be predicted", "error listing the failures"),
     # checkpoints
+    Case("ckpt_runs_code", "checkpoints", "a checkpoint whose unpickling would run code", "predict", b_ckpt_runs_code, E,
+         "which is not plain data", "refused before anything in it runs (--trust_checkpoint to opt in)"),
     Case("ckpt_other_task_predict", "checkpoints", "predict.py given a temporal-masking (SSL) checkpoint", "predict",
          b_ckpt_other_task_predict, E, "is a temporal_masking checkpoint", "error saying which task and what to do"),
     Case("ckpt_other_task_resume", "checkpoints", "train_weak.py --resume an SSL run's last.ckpt", "train_weak",
