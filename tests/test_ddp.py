@@ -273,3 +273,43 @@ def test_two_nodes_on_localhost_train_like_two_devices_and_validate_like_one_pro
     single = ddp_job.validate(three_val_videos, two_nodes / "checkpoints" / "last.ckpt", devices=1, batch_size=2)
     assert logged == pytest.approx(single["val_dice"], abs=1e-6)
     assert "NODE_RANK" not in os.environ  # the launchers' environment stayed theirs
+
+
+def _two_nodes(argv: list, run_dir: Path, logs: Path, tag: str, extra: list = ()) -> list:
+    """Start node 0 and node 1 of a 2-node job on localhost (one process each, own sessions)."""
+    port = _free_port()
+    processes = []
+    for node in (0, 1):
+        env = dict(run_env(), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node))
+        log = open(logs / f"{tag}-node{node}.log", "w")
+        command = [sys.executable, *map(str, [*argv, "--devices", "1", "--num_nodes", "2", "--run_dir", run_dir, *extra])]
+        processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    return processes
+
+
+@pytest.mark.slow
+def test_two_node_run_killed_resumes_to_the_uninterrupted_weights(three_val_videos, tmp_path):
+    """A 2-node localhost job SIGKILLed after its first checkpoint and resumed on both nodes with
+    --resume ends with the weights of an uninterrupted run of the same job, bit for bit."""
+    argv = ["train_weak.py", "--data_path", three_val_videos, *TINY, "--epochs", "2", "--limit_train_batches", "2",
+            "--accelerator", "cpu", "--strategy", "ddp"]
+    full_dir, killed_dir = tmp_path / "full", tmp_path / "killed"
+    for process in _two_nodes(argv, full_dir, tmp_path, "full"):
+        assert process.wait(300) == 0, (tmp_path / "full-node0.log").read_text()[-3000:]
+    killed = _two_nodes(argv, killed_dir, tmp_path, "killed")
+    last = killed_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.is_file():
+        assert all(p.poll() is None for p in killed), (tmp_path / "killed-node0.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the 2-node run never wrote a checkpoint"
+        time.sleep(0.05)
+    for process in killed:
+        _process_group_kill(process)
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 0
+    for process in _two_nodes(argv, killed_dir, tmp_path, "resumed", ["--resume", last]):
+        assert process.wait(300) == 0, (tmp_path / "resumed-node0.log").read_text()[-3000:]
+    expected = torch.load(full_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    actual = torch.load(last, map_location="cpu", weights_only=True)
+    assert actual["epoch"] == expected["epoch"] == 1
+    differ = [k for k in expected["state_dict"] if not torch.equal(expected["state_dict"][k], actual["state_dict"][k])]
+    assert not differ, f"{len(differ)} tensors differ after a 2-node resume, e.g. {differ[:3]}"
