@@ -369,29 +369,22 @@ def dense_every_frame(prediction_dir: Path, data_path: Path) -> list[dict]:
     """Every-frame figures against the dense ReferenceMasks: pooled Dice, the area curves'
     correlation, ES/ED area ratios at the reference's beats and the frame-to-frame area change."""
     from benchmarks.real_echo_diagnosis import against_reference
-    from unilvseg.data.index import load_index
-    from unilvseg.evaluation.predict import video_fps
+    from unilvseg.data.index import load_index, reference_masks
+    from unilvseg.evaluation.metrics import dice_counts, pooled_dice
+    from unilvseg.evaluation.predict import load_masks, video_fps
 
     rows = []
     for record in load_index(data_path, require_tracings=False).records:
-        reference_path = data_path / "ReferenceMasks" / f"{record.file_name}.npz"
-        predicted_path = prediction_dir / "masks" / f"{record.file_name}.npz"
-        if not (reference_path.is_file() and predicted_path.is_file()):
-            continue
-        with np.load(reference_path) as archive:
-            reference = archive["masks"] > 0
-        with np.load(predicted_path) as archive:
-            predicted = archive["masks"] > 0
-        if reference.shape[1:] != predicted.shape[1:]:
+        reference = reference_masks(data_path, record.file_name)
+        stored = prediction_dir / "masks" / f"{record.file_name}.npz"
+        predicted = load_masks(stored) if stored.is_file() else None
+        if reference is None or predicted is None or reference.shape[1:] != predicted.shape[1:]:
             continue
         n = min(len(reference), len(predicted))
-        reference, predicted = reference[:n], predicted[:n]
-        inter = int((reference & predicted).sum())
-        areas = predicted.reshape(n, -1).sum(1).astype(float)
-        reference_areas = reference.reshape(n, -1).sum(1).astype(float)
-        rows.append({"FileName": record.file_name, "frames": n, "intersection": inter, "pred_area": int(areas.sum()),
-                     "true_area": int(reference_areas.sum()), "dice": 2 * inter / max(areas.sum() + reference_areas.sum(), 1),
-                     **against_reference(areas, reference_areas, video_fps(record))})
+        inter, pred_area, true_area = dice_counts(predicted[:n], reference[:n])  # per frame
+        rows.append({"FileName": record.file_name, "frames": n, "intersection": int(inter.sum()), "pred_area": int(pred_area.sum()),
+                     "true_area": int(true_area.sum()), "dice": pooled_dice(inter, pred_area, true_area),
+                     **against_reference(pred_area.astype(float), true_area.astype(float), video_fps(record))})
     return rows
 
 

@@ -78,7 +78,7 @@ def test_link_finder_sees_links_and_skips_code():
 
 
 def test_no_machine_folders_in_readme_or_docs():
-    """Paths of one machine (/tmp/..., /root/..., /home/...) mean nothing to a reader."""
+    """Paths of one machine (its temporary, root or home folders) mean nothing to a reader."""
     offenders = []
     for path in markdown_files():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

@@ -599,6 +599,22 @@ def lv_side_of_septum(shape: tuple[int, int], septum) -> np.ndarray:
     return xs >= a + b * ys
 
 
+def lv_axis_coordinates(masks: np.ndarray, sector: SectorGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel coordinates (H, W) in a video's LV frame: ``along`` the axis from the fan apex
+    to the LV labels' time-averaged centroid, ``across`` it (+ towards the image's right, the
+    lateral wall). ``masks`` (T, H, W) must hold an LV in at least one frame."""
+    stack = np.asarray(masks) > 0
+    consensus = stack[stack.any(axis=(1, 2))].mean(axis=0)
+    ys, xs = np.mgrid[0 : stack.shape[1], 0 : stack.shape[2]]
+    ax, ay = sector.apex
+    total = max(float(consensus.sum()), 1e-6)
+    cx, cy = float((consensus * xs).sum() / total) - ax, float((consensus * ys).sum() / total) - ay
+    norm = max(math.hypot(cx, cy), 1e-6)
+    along = ((xs - ax) * cx + (ys - ay) * cy) / norm
+    across = ((xs - ax) * cy - (ys - ay) * cx) / norm
+    return along, across
+
+
 def cut_at_valve_plane(masks: np.ndarray, sector: SectorGeometry, length_ratio: float = 1.2, quantile: float = 0.25) -> np.ndarray:
     """Cut every frame of a video's LV masks at ``length_ratio`` x the LV's closed-valve length.
 
@@ -612,14 +628,7 @@ def cut_at_valve_plane(masks: np.ndarray, sector: SectorGeometry, length_ratio: 
     present = stack.any(axis=(1, 2))
     if length_ratio <= 0 or present.sum() < 4:
         return stack
-    ax, ay = sector.apex
-    consensus = stack[present].mean(axis=0)
-    ys, xs = np.mgrid[0 : stack.shape[1], 0 : stack.shape[2]]
-    total = max(float(consensus.sum()), 1e-6)
-    cx, cy = float((consensus * xs).sum() / total) - ax, float((consensus * ys).sum() / total) - ay
-    norm = max(math.hypot(cx, cy), 1e-6)
-    along = ((xs - ax) * cx + (ys - ay) * cy) / norm  # (H, W) distance along the LV axis
-    across = ((xs - ax) * cy - (ys - ay) * cx) / norm
+    along, across = lv_axis_coordinates(stack, sector)
     chosen = stack[present]
     inside = np.where(chosen, along[None], np.nan)
     lengths = np.nanmax(inside, axis=(1, 2)) - np.nanmin(inside, axis=(1, 2)) + 1

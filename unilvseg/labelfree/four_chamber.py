@@ -38,6 +38,7 @@ from unilvseg.labelfree.classical import (
     detect_sector,
     find_septum,
     gray_stack,
+    lv_axis_coordinates,
     stack_fill_holes,
     weak_lv_labels,
 )
@@ -59,37 +60,28 @@ class FourChamberParams:
 
 
 def _lv_frame_of_reference(lv: np.ndarray, sector: SectorGeometry):
-    """Per-pixel distance along the LV axis from each frame's annulus (H, W) x frames, the LV's
-    end-diastolic length, and the unit axis; None when the LV label is empty throughout."""
+    """``(beyond_base (T, H, W): distance along the LV axis past each frame's annulus, the LV's
+    end-diastolic length, across (H, W), (septal edge, lateral edge) of the LV across the axis)``;
+    None when the LV label is empty in all but one frame."""
     present = lv.any(axis=(1, 2))
     if present.sum() < 2:
         return None
-    consensus = lv[present].mean(axis=0)
-    height, width = lv.shape[1:]
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
-    ax, ay = sector.apex
-    total = float(consensus.sum())
-    cx, cy = float((consensus * xs).sum() / total) - ax, float((consensus * ys).sum() / total) - ay
-    norm = max(math.hypot(cx, cy), 1e-6)
-    along = ((xs - ax) * cx + (ys - ay) * cy) / norm
-    inside = np.where(lv, along[None], np.nan)
-    with np.errstate(invalid="ignore"):
-        near = np.nanmin(np.where(present[:, None, None], inside, 0.0), axis=(1, 2))
-        far = np.nanmax(np.where(present[:, None, None], inside, 0.0), axis=(1, 2))
-    lengths = (far - near)[present]
-    ed_length = float(np.quantile(lengths, 0.9)) if len(lengths) else 0.0
+    along, across = lv_axis_coordinates(lv, sector)  # the axis cut_at_valve_plane uses too
+    inside = np.where(lv[present], along[None], np.nan)
+    near, far_present = np.nanmin(inside, axis=(1, 2)), np.nanmax(inside, axis=(1, 2))
+    ed_length = float(np.quantile(far_present - near, 0.9))
     # Frames without an LV label take the median annulus position.
-    base = np.where(present, far, float(np.median(far[present])))
-    beyond_base = along[None] - base[:, None, None]  # (T, H, W), > 0 below the mitral annulus
-    across = ((xs - ax) * cy - (ys - ay) * cx) / norm  # + towards the image's left (the septal side)
+    far = np.full(len(lv), float(np.median(far_present)))
+    far[present] = far_present
+    beyond_base = along[None] - far[:, None, None]  # (T, H, W), > 0 below the mitral annulus
     sideways = np.where(lv[present], across[None], np.nan)
     span = (float(np.nanmedian(np.nanmin(sideways, axis=(1, 2)))), float(np.nanmedian(np.nanmax(sideways, axis=(1, 2)))))
     return beyond_base, ed_length, across, span
 
 
-def _septal_side(shape, septum, lv: np.ndarray) -> np.ndarray:
+def _septal_side(shape, septum, lv: np.ndarray, wall: float) -> np.ndarray:
     """Signed distance (pixels) from the septum line, > 0 on the LV's side. Without a septum, a
-    vertical line through the LV label's septal (left) edge stands in."""
+    vertical line a wall's thickness left of the LV label's septal edge stands in."""
     height, width = shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     if septum is None:
@@ -97,7 +89,8 @@ def _septal_side(shape, septum, lv: np.ndarray) -> np.ndarray:
         consensus = lv.mean(axis=0) > 0.5 if lv.size else np.zeros(shape, bool)
         columns = np.flatnonzero(consensus.any(axis=0)) if consensus.any() else np.flatnonzero(lv.any(axis=(0, 1)))
         edge = float(columns.min()) if len(columns) else width / 2.0
-        return xs - edge
+        # The LV's edge is the septum's right face: its middle lies about a wall further left.
+        return xs - edge + wall
     a, b = septum
     return (xs - (a + b * ys)) / math.sqrt(1.0 + b * b)
 
@@ -152,9 +145,7 @@ def four_chamber_labels(
     dark, _ = dark_pools(gray, sector, lv_params)
     dark &= ~lv
     wall = max(2, int(round(params.wall_fraction * ed_length)))
-    side = _septal_side(lv.shape[1:], septum, lv)
-    if septum is None:
-        side = side + wall  # the LV's edge is the septum's right face: its middle lies about a wall further left
+    side = _septal_side(lv.shape[1:], septum, lv, wall)
     min_pixels = params.min_area * float(lv.sum(axis=(1, 2))[lv.any(axis=(1, 2))].mean())
 
     above_annulus = beyond_base <= 0
