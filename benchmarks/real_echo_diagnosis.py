@@ -95,8 +95,9 @@ def qc_by_phase(areas: np.ndarray, passed: np.ndarray) -> tuple[float, float]:
     return float(passed[big].mean()) if big.any() else float("nan"), float(passed[small].mean()) if small.any() else float("nan")
 
 
-def stage_masks(record, frames, run_dir: Path | None, prediction_dirs: list[Path] = ()):
-    """{stage: (masks (T, H, W) bool, passed (T,) bool or None)} of one video."""
+def stage_masks(record, frames, run_dir: Path | None, prediction_dirs: list[Path] = (), segmenters: dict | None = None):
+    """{stage: (masks (T, H, W) bool, passed (T,) bool or None)} of one video. ``segmenters``
+    ({stage: frames -> masks}) adds networks run here, e.g. the ablations' early stages."""
     from unilvseg.labelfree.pipeline import QCSettings, classical_masks, read_labels
 
     masks, sector = classical_masks(frames)
@@ -112,10 +113,14 @@ def stage_masks(record, frames, run_dir: Path | None, prediction_dirs: list[Path
         if path.is_file():
             with np.load(path) as archive:
                 stages[f"predicted:{folder.name}"] = (archive["masks"] > 0, None)
+    for name, segment in (segmenters or {}).items():
+        stages[name] = (segment(frames) == 1, None)
     return stages
 
 
-def diagnose(data_path: Path, run_dir: Path | None, max_videos: int | None, prediction_dirs: list[Path] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+def diagnose(
+    data_path: Path, run_dir: Path | None, max_videos: int | None, prediction_dirs: list[Path] = (), segmenters: dict | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     from unilvseg.data.index import load_index, reference_masks
     from unilvseg.data.video import read_video
     from unilvseg.evaluation.predict import video_fps
@@ -131,7 +136,7 @@ def diagnose(data_path: Path, run_dir: Path | None, max_videos: int | None, pred
         frames = read_video(record.path)
         fps = video_fps(record)
         reference = reference_masks(data_path, record.file_name)
-        for stage, (masks, passed) in stage_masks(record, frames, run_dir, prediction_dirs).items():
+        for stage, (masks, passed) in stage_masks(record, frames, run_dir, prediction_dirs, segmenters).items():
             areas = masks.reshape(len(masks), -1).sum(axis=1).astype(np.float64)
             if passed is not None and stage == "qc":
                 # What early learning sees: only QC-passed frames carry a label.

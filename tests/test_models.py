@@ -254,3 +254,27 @@ def test_fast_cpu_path_is_bit_identical_and_switchable(monkeypatch):
     assert not network.use_fast_cpu(clip.double())
     monkeypatch.delenv("UNILVSEG_FAST_CPU")
     assert network.use_fast_cpu(clip) == FAST_CPU_DEFAULT
+
+
+def test_spatial_pools_keep_every_frame_at_every_level_and_free_the_clip_length():
+    """3d_unet_tiny halves T at each of its four pools (one frame left at the bottleneck for a
+    16-frame clip); 3d_unet_tiny_spatial pools only H and W, so its bottleneck still has a
+    feature per frame, and --frames need not divide by 16."""
+    depths = {}
+    for encoder in ("3d_unet_tiny", "3d_unet_tiny_spatial"):
+        network = build_network(encoder, frames=16)
+        seen = []
+        network.encoder[-1].register_forward_hook(lambda module, args, out: seen.append(tuple(out.shape)))
+        assert network(torch.randn(1, 3, SIZE, SIZE, 16)).shape == (1, 1, SIZE, SIZE, 16)
+        depths[encoder] = seen[0][-1]
+        # Same tensors by name and shape: only the pool and upsampling strides differ.
+        assert {k: v.shape for k, v in network.state_dict().items()} == {
+            k: v.shape for k, v in build_network("3d_unet_tiny", frames=16).state_dict().items()
+        }
+    assert depths == {"3d_unet_tiny": 1, "3d_unet_tiny_spatial": 16}
+    check_input_shape("3d_unet_tiny_spatial", 64, 64, 20)
+    assert build_network("3d_unet_tiny_spatial", frames=20)(torch.randn(1, 3, SIZE, SIZE, 20)).shape[-1] == 20
+    with pytest.raises(UserError, match="image height 24"):
+        check_input_shape("3d_unet_tiny_spatial", 24, 64, 20)
+    with pytest.raises(UserError, match="--frames 20"):
+        check_input_shape("3d_unet_tiny", 64, 64, 20)

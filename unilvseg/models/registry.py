@@ -29,10 +29,18 @@ class NetworkSpec:
     smp_encoder: str | None = None
     depth: int = 5
     top: str = "residual"  # 3D U-Net output block (unilvseg.models.unet3d.TOPS)  # super-image encoder depth: the mosaic must divide by 2**depth
+    temporal_pools: int | None = None  # 3D U-Net pools that also halve time (None: all four)
 
     @property
     def size_factor(self) -> int:
         return 2 ** (STAGES_3D - 1) if self.family != SUPER_IMAGE else 2**self.depth
+
+    @property
+    def frames_factor(self) -> int:
+        """What --frames must be divisible by (3D networks; super-image ones need a square)."""
+        if self.family == UNET3D and self.temporal_pools is not None:
+            return 2**self.temporal_pools
+        return self.size_factor
 
 
 def _super_image(encoder: str, note: str = "") -> NetworkSpec:
@@ -52,6 +60,13 @@ SPECS: dict[str, NetworkSpec] = {
     # figures (README) are unchanged.
     "3d_unet_tiny": NetworkSpec(
         "3D U-Net width 4, 1 residual unit per stage, 1x1x1 head (tests/CI)", UNET3D, width=4, encoder_units=(1,) * 5, top="conv_head"
+    ),
+    # Temporally shallow: only H and W are pooled, so every level keeps every frame and a frame's
+    # mask is not squeezed through a one-frame bottleneck (the label-free default; see
+    # docs/real-echo.md for the diagnosis that chose it). --frames needs no divisibility.
+    "3d_unet_tiny_spatial": NetworkSpec(
+        "3d_unet_tiny pooling only height and width (every level keeps every frame)", UNET3D, width=4,
+        encoder_units=(1,) * 5, top="conv_head", temporal_pools=0,
     ),
     # The earlier unilvseg variants (last decoder unit 32->16, then a 1x1x1 head): kept so that
     # checkpoints trained before 3d_unet became the published network still load and predict.
@@ -123,7 +138,7 @@ def _frames_problem(encoder: str, spec: NetworkSpec, frames: int) -> str | None:
                 f"into a square grid (e.g. --frames {below} or {above})"
             )
         return None
-    return divisibility_problem(encoder, frames, spec.size_factor, "--frames")
+    return divisibility_problem(encoder, frames, spec.frames_factor, "--frames")
 
 
 def check_input_shape(encoder: str, height: int, width: int, frames: int) -> None:
@@ -190,7 +205,10 @@ def build_network(
             )
         channels = tuple(base * 2**i for i in range(STAGES_3D))
         if spec.family == UNET3D:
-            network = UNet3D(in_channels, out_channels, channels, spec.encoder_units, encoder_name=encoder, top=spec.top)
+            network = UNet3D(
+                in_channels, out_channels, channels, spec.encoder_units, encoder_name=encoder, top=spec.top,
+                temporal_pools=spec.temporal_pools,
+            )
         else:
             network = MonaiUNet3D(in_channels, out_channels, channels, encoder_name=encoder)
     network.encoder_name = encoder

@@ -1,7 +1,9 @@
 """The UniLVSeg 3D U-Net: residual encoder/decoder over (height, width, time) volumes.
 
-Input and output are ``(B, C, H, W, T)``; every spatial and temporal size must be divisible by
-``2 ** (len(channels) - 1)`` because each of the four max-pools halves H, W and T together.
+Input and output are ``(B, C, H, W, T)``; H and W must be divisible by ``2 ** (len(channels) - 1)``
+because each of the four max-pools halves them, and T by ``2 ** temporal_pools``: the published
+network halves T at every pool too, a temporally shallow one (``temporal_pools=0``) keeps every
+frame at every level.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class UNet3D(nn.Module):
         encoder_name: str = "3d_unet",
         fast_cpu: bool | None = None,
         top: str = "residual",
+        temporal_pools: int | None = None,
     ) -> None:
         super().__init__()
         if top not in TOPS:
@@ -142,6 +145,14 @@ class UNet3D(nn.Module):
         self.encoder_name = encoder_name
         self.channels = tuple(int(c) for c in channels)
         self.size_factor = 2 ** (len(self.channels) - 1)
+        # How many of the pools (the deepest ones) also halve time; None: all, as published. With
+        # T = 16 and four time-halving pools the bottleneck holds one frame for the whole clip,
+        # which on noisy per-frame labels flattened the cardiac cycle (real-echo diagnosis).
+        pools = len(self.channels) - 1
+        self.temporal_pools = pools if temporal_pools is None else int(temporal_pools)
+        if not 0 <= self.temporal_pools <= pools:
+            raise ValueError(f"temporal_pools must be between 0 and {pools}, got {temporal_pools}")
+        self.frames_factor = 2**self.temporal_pools
         # None = decide per call (CPU fp32 and fast_cpu_enabled()); True/False forces it.
         # The fast path only changes how memory is allocated, never the arithmetic.
         self.fast_cpu = fast_cpu
@@ -154,17 +165,23 @@ class UNet3D(nn.Module):
             stages.append(nn.Sequential(*blocks))
             previous = width
         self.encoder = nn.ModuleList(stages)
-        self.pool = nn.MaxPool3d(kernel_size=2, stride=2)
+        # pools[d - 1] runs before encoder stage d; the last temporal_pools of them halve T.
+        self.pools = nn.ModuleList(
+            nn.MaxPool3d(kernel_size=window, stride=window)
+            for window in (self.pool_window(depth) for depth in range(1, pools + 1))
+        )
 
         upsamplers, decoder = [], []
         for level, (deeper, width) in enumerate(zip(self.channels[:0:-1], self.channels[-2::-1])):
-            # kernel 3, stride 2, output_padding 1: exactly doubles every size.
+            # kernel 3, stride 2, output_padding 1: exactly doubles every size (stride 1 on an axis
+            # that pool did not halve: output_padding 0, the size is kept).
+            window = self.pool_window(pools - level)
             upsamplers.append(
                 Convolution(
                     spatial_dims=3,
                     in_channels=deeper,
                     out_channels=width,
-                    strides=2,
+                    strides=2 if window == 2 else window,
                     kernel_size=3,
                     act="PRELU",
                     norm="INSTANCE",
@@ -186,6 +203,11 @@ class UNet3D(nn.Module):
         else:
             self.head = nn.Conv3d(self.channels[0], out_channels, kernel_size=1)
 
+    def pool_window(self, depth: int):
+        """The max-pool window before encoder stage ``depth`` (1-based): 2 (H, W, T), or (2, 2, 1)
+        where time is kept."""
+        return 2 if depth > len(self.channels) - 1 - self.temporal_pools else (2, 2, 1)
+
     def use_fast_cpu(self, x: torch.Tensor) -> bool:
         if self.fast_cpu is not None:
             return self.fast_cpu
@@ -195,8 +217,11 @@ class UNet3D(nn.Module):
         if x.ndim != 5:
             raise UserError(f"{self.encoder_name} expects (B, C, H, W, T) input, got shape {tuple(x.shape)}")
         problems = [
-            divisibility_problem(self.encoder_name, size, self.size_factor, flag)
-            for size, flag in zip(x.shape[2:], ("image height", "image width", "--frames"))
+            divisibility_problem(self.encoder_name, size, factor, flag)
+            for size, flag, factor in zip(
+                x.shape[2:], ("image height", "image width", "--frames"),
+                (self.size_factor, self.size_factor, getattr(self, "frames_factor", self.size_factor)),
+            )
         ]
         problems = [p for p in problems if p]
         if problems:
@@ -210,7 +235,7 @@ class UNet3D(nn.Module):
         h = x
         for depth, stage in enumerate(self.encoder):
             if depth:
-                h = self.pool(h)
+                h = self.pools[depth - 1](h)
             h = stage(h)
             skips.append(h)
         stages = list(self.decoder) + ([self.head] if self.top == "residual" else [])

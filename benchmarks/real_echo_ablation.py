@@ -1,0 +1,138 @@
+"""Which setting of the label-free early network flattens the heart's contraction on real echo?
+
+Each variant trains the early-learning stage (round-0 labels: classical labels after QC, no
+tracing, no EF) with **one** setting changed from the label-free defaults, from the same
+round-0 labels, seed and epoch budget; then its masks of every TRAIN video are measured as
+``benchmarks.real_echo_diagnosis`` measures a stage: the ES/ED area ratio against the one the
+official EF implies, the frame-to-frame change, and, on the 3 TRAIN videos with dense reference
+masks (untouched by label-free training), ED/ES area and area-curve agreement. The human-traced
+VAL/TEST frames are never read (no stage is scored on tracings here).
+
+    python -m benchmarks.real_echo_ablation                                   # every variant
+    python -m benchmarks.real_echo_ablation --variants published_pools spatial_pools --epochs 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import git_commit, load_average, portable_command, portable_path
+from benchmarks.real_echo_diagnosis import DEFAULT_DATA, RESULTS_DIR, diagnose, summary_table
+
+#: One change each from the label-free defaults (PipelineConfig fields). The causes the issue
+#: names: temporal smoothing by the four time-halving pools, the 64x64 input, the loss weighting
+#: (pooled soft Dice weighs a frame by its area, so small ES masks count less); plus the
+#: augmentation and a longer clip.
+VARIANTS: dict[str, dict] = {
+    "published_pools": {},
+    "spatial_pools": {"encoder": "3d_unet_tiny_spatial"},
+    "bce_only": {"loss": ["bce"]},
+    "size_112": {"size": [112, 112]},
+    "no_augment": {"augment": False},
+    "frames_32": {"frames": 32},
+}
+
+
+def train_variant(name: str, changes: dict, data_path: Path, work: Path, epochs: int, seed: int, base: dict):
+    """Train one variant's early stage (round-0 labels copied from the first variant's run)."""
+    from unilvseg.labelfree.pipeline import COMPLETE, LabelFreePipeline, NetworkSegmenter, PipelineConfig
+
+    config = PipelineConfig(**{**base, "data_path": str(data_path), "rounds": 0, "early_epochs": epochs, "seed": seed, **changes})
+    run_dir = work / name
+    pipeline = LabelFreePipeline(config, run_dir)
+    pipeline.check_run_dir()
+    shared = work / "round0"
+    if (shared / COMPLETE).is_file() and not (run_dir / "labels" / "round0").exists():
+        shutil.copytree(shared, run_dir / "labels" / "round0")
+    tick = time.perf_counter()
+    pipeline.produce_labels(0, segmenter=None)
+    if not shared.exists():
+        shutil.copytree(run_dir / "labels" / "round0", shared)
+    # The stage only: evaluate_stage would score the traced VAL/TEST frames, which stay unread.
+    checkpoint = pipeline.train_stage("early", 0, label_round=0, init_from=None)
+    seconds = time.perf_counter() - tick
+    return NetworkSegmenter(checkpoint, config), seconds
+
+
+def markdown(summary: pd.DataFrame, meta: dict) -> str:
+    f = lambda v, d=3: "–" if not np.isfinite(v) else f"{v:.{d}f}"  # noqa: E731
+    lines = [
+        "# Real echo: which early-network setting loses the contraction (label-free ablation)",
+        "",
+        f"Command: `{meta['command']}` at commit {meta['commit']}{' (uncommitted changes)' if meta['dirty'] else ''}; "
+        f"{meta['date']}, {meta['seconds']:.0f} s, load average {meta['load']}.",
+        f"Data: `{meta['data']}`, TRAIN videos only ({meta['videos']}; {meta['dense']} with dense reference masks). "
+        f"Each variant: the early stage alone, {meta['epochs']} epoch(s), seed {meta['seed']}, one run, from the same round-0 labels. "
+        "The human-traced VAL/TEST frames were not read.",
+        "",
+        "Expected ES/ED area ratio from the official EF: (1 − EF)^(2/3). ratio − expected > 0: the masks shrink too little at ES.",
+        "",
+        "| stage / variant | change | train s | ES/ED area, median | ratio − expected, median | r with expected | frame change / mean area "
+        "| dense: ED / ref | dense: ES / ref | dense: ES/ED (ref) | dense: frame change / ref | dense: curve r |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary.itertuples():
+        lines.append(
+            f"| {r.stage} | {meta['changes'].get(r.stage, '')} | {f(meta['train_seconds'].get(r.stage, float('nan')), 0)} | "
+            f"{f(r.es_ed_ratio_median)} | {f(r.ratio_minus_expected_median)} | {f(r.ratio_r_with_expected, 2)} | {f(r.frame_change_median)} | "
+            f"{f(r.dense_ed_area_vs_ref)} | {f(r.dense_es_area_vs_ref)} | {f(r.dense_es_ed_ratio)} ({f(r.dense_es_ed_ratio_ref)}) | "
+            f"{f(r.dense_frame_change_vs_ref, 2)} | {f(r.dense_curve_r, 2)} |"
+        )
+    lines += ["", "Per video: `real_echo_ablation-videos.csv`; dense: `real_echo_ablation-dense.csv`.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from unilvseg.io import write_csv, write_text
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.real_echo_ablation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_path", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--epochs", type=int, default=6, help="early-stage epochs of every variant (default 6)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_videos", type=int, default=None, help="TRAIN videos measured (dense-reference ones first; default all)")
+    parser.add_argument("--work_dir", type=Path, default=Path("runs/real_echo_ablation"), help="run folders (default runs/real_echo_ablation)")
+    parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--tag", default="", help="suffix of the result files")
+    parser.add_argument("--limit_train_batches", type=int, default=None, help="batches per epoch (smoke runs)")
+    args = parser.parse_args(argv)
+    if not args.data_path.is_dir():
+        print(f"error: --data_path {args.data_path}: folder does not exist", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    # Label-free defaults as benchmarks.real_echo runs them on CPU.
+    base = {"precision": "32-true", "limit_train_batches": args.limit_train_batches, "limit_val_batches": args.limit_train_batches}
+    segmenters, seconds = {}, {}
+    for name in args.variants:
+        print(f"variant {name}: {VARIANTS[name] or 'defaults'}", file=sys.stderr, flush=True)
+        segmenters[name], seconds[name] = train_variant(name, VARIANTS[name], args.data_path, args.work_dir, args.epochs, args.seed, base)
+    videos, dense = diagnose(args.data_path, None, args.max_videos, segmenters=segmenters)
+    summary = summary_table(videos, dense)
+    commit = git_commit()
+    meta = {
+        "command": portable_command("benchmarks.real_echo_ablation", list(sys.argv[1:] if argv is None else argv)),
+        "commit": commit["commit"], "dirty": commit["dirty"], "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seconds": time.perf_counter() - started, "load": load_average(), "data": portable_path(args.data_path),
+        "videos": videos["FileName"].nunique(), "dense": dense["FileName"].nunique() if len(dense) else 0,
+        "epochs": args.epochs, "seed": args.seed, "train_seconds": seconds,
+        "changes": {name: ", ".join(f"{k}={v}" for k, v in VARIANTS[name].items()) or "defaults" for name in args.variants},
+    }
+    stem = f"real_echo_ablation{'-' + args.tag if args.tag else ''}"
+    write_csv(videos, args.results_dir / f"{stem}-videos.csv", float_format="%.5g")
+    write_csv(dense, args.results_dir / f"{stem}-dense.csv", float_format="%.5g")
+    write_csv(summary.assign(train_seconds=summary["stage"].map(seconds)), args.results_dir / f"{stem}.csv", float_format="%.5g")
+    text = markdown(summary, meta)
+    write_text(text, args.results_dir / f"{stem}.md")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
