@@ -29,7 +29,8 @@ from benchmarks.real_echo_diagnosis import DEFAULT_DATA, RESULTS_DIR, diagnose, 
 #: One change each from the label-free defaults (PipelineConfig fields). The causes the issue
 #: names: temporal smoothing by the four time-halving pools, the 64x64 input, the loss weighting
 #: (pooled soft Dice weighs a frame by its area, so small ES masks count less); plus the
-#: augmentation and a longer clip.
+#: augmentation, a longer clip, and the network's capacity and training length (a network that
+#: cannot tell ES from ED in the image predicts their average).
 VARIANTS: dict[str, dict] = {
     "published_pools": {},
     "spatial_pools": {"encoder": "3d_unet_tiny_spatial"},
@@ -37,6 +38,8 @@ VARIANTS: dict[str, dict] = {
     "size_112": {"size": [112, 112]},
     "no_augment": {"augment": False},
     "frames_32": {"frames": 32},
+    "width_16": {"width": 16},
+    "epochs_x3": {"early_epochs": 18},
 }
 
 
