@@ -39,6 +39,10 @@ VARIANTS: dict[str, dict] = {
     "no_augment": {"augment": False},
     "frames_32": {"frames": 32},
     "width_16": {"width": 16},
+    # QC drops frames whose label runs further along the LV axis than 1.25 x the clip's short
+    # length (the bulk of the untraced TRAIN videos' label lengths ends there; the pile-up at
+    # 1.30-1.37 is labels stopped by the static valve-plane cut with LA still in them).
+    "qc_length": {"qc": {"max_length_ratio": 1.25}},
     "epochs_x3": {"early_epochs": 18},
 }
 
@@ -51,7 +55,10 @@ def train_variant(name: str, changes: dict, data_path: Path, work: Path, epochs:
     run_dir = work / name
     pipeline = LabelFreePipeline(config, run_dir)
     pipeline.check_run_dir()
+    # Round-0 labels are shared by the variants that keep the default QC (computed once).
     shared = work / "round0"
+    if "qc" in changes:
+        shared = work / f"round0-{name}"
     if (shared / COMPLETE).is_file() and not (run_dir / "labels" / "round0").exists():
         shutil.copytree(shared, run_dir / "labels" / "round0")
     tick = time.perf_counter()

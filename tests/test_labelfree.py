@@ -25,6 +25,7 @@ from unilvseg.labelfree.classical import (
     stack_fill_holes,
     weak_lv_labels,
 )
+from unilvseg.labelfree.pipeline import QCSettings
 from unilvseg.labelfree.qc import QCResult, convex_hull_areas, quality_control
 
 SIZE = 112
@@ -297,6 +298,26 @@ def test_qc_rejects_bad_labels_with_reasons():
     assert table.loc[7, "reasons"] == "empty" and table.loc[0, "reasons"] == ""
 
 
+def test_qc_too_long_fails_labels_that_run_into_the_atrium_and_only_those():
+    """A beating LV (length changes 10 %) whose label in a few frames runs on through the open
+    valve into the atrium (a longer blob, same area-jump-free width): with max_length_ratio the
+    long frames fail as ``too_long``, the beating ones pass; off (0) nothing changes."""
+    masks = good_sequence()
+    leaky = [4, 5, 13, 24]
+    for t in leaky:  # LV plus an atrial tail below it, 1.4x the LV's length
+        masks[t] = (masks[t] | ellipse((62, 78), (8, 14))).astype(np.uint8)
+    sector = SectorGeometry(fan_mask(), (56.0, 3.0), 0.0, 105.0)
+    off = quality_control(masks, sector, max_area_jump=10.0)
+    assert off.passed.all()
+    on = quality_control(masks, sector, max_area_jump=10.0, max_length_ratio=1.25)
+    assert set(np.flatnonzero(~on.passed)) == set(leaky), on.metrics["length_ratio"].round(2)
+    assert all(on.reasons[t] == ["too_long"] for t in leaky)
+    # Without a fan apex there is no LV axis: the rule stays silent rather than guess one.
+    assert quality_control(masks, fan_mask(), max_area_jump=10.0, max_length_ratio=1.25).passed.all()
+    with pytest.raises(UserError, match="--qc_max_length_ratio"):
+        QCSettings(max_length_ratio=0.9)
+
+
 def test_qc_area_is_relative_to_the_sector():
     masks = good_sequence(10)
     small_fan = np.zeros((SIZE, SIZE), bool)
@@ -360,7 +381,7 @@ def test_qc_thresholds_are_exclusive_and_use_the_image_or_fan_area():
         lenient = quality_control(masks, max_area_jump=10, max_centroid_shift=10, elongation_range=(0.1, 100))
         quality_control(np.zeros((3, height, width), np.uint8))
     metrics = lenient.metrics
-    assert set(metrics) == {"area", "area_frac", "components", "solidity", "elongation", "area_jump", "centroid_shift"}
+    assert set(metrics) == {"area", "area_frac", "components", "solidity", "elongation", "area_jump", "centroid_shift", "length_ratio"}
     assert metrics["area_frac"][0] == 200 / 2000 and metrics["components"][0] == 1 and metrics["solidity"][0] == 1.0
     assert metrics["centroid_shift"][3] == pytest.approx(4 / np.sqrt(2000))
     assert metrics["area_jump"][5] == pytest.approx(0.2)

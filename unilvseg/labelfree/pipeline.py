@@ -72,6 +72,9 @@ class QCSettings:
     min_solidity: float = 0.75
     max_area_jump: float = 0.35
     max_centroid_shift: float = 0.12
+    # 0 = off. Else frames whose label is longer than this x the clip's short (end-systolic)
+    # length along the LV axis fail: they carry the left atrium (see qc.quality_control).
+    max_length_ratio: float = 0.0
 
     def __post_init__(self):
         if not 0 <= self.min_area_frac < self.max_area_frac <= 1:
@@ -80,6 +83,8 @@ class QCSettings:
             )
         if not 0 <= self.min_solidity <= 1:
             raise UserError(f"--qc_min_solidity must be in [0, 1], got {self.min_solidity}")
+        if self.max_length_ratio < 0 or 0 < self.max_length_ratio <= 1:
+            raise UserError(f"--qc_max_length_ratio must be 0 (off) or > 1, got {self.max_length_ratio}")
         if self.max_area_jump <= 0 or self.max_centroid_shift <= 0:
             raise UserError(
                 f"--qc_max_area_jump {self.max_area_jump} / --qc_max_centroid_shift {self.max_centroid_shift}: must be > 0"
@@ -436,6 +441,8 @@ class LabelFreePipeline:
                 previous = None
             if isinstance(previous, dict):
                 previous.setdefault("pool_scale", 0.0)  # runs from before the snap existed had none
+                if isinstance(previous.get("qc"), dict):  # nor this QC rule (off then)
+                    previous["qc"].setdefault("max_length_ratio", 0.0)
             if previous != fingerprint:
                 changed = sorted(k for k in fingerprint if previous is None or previous.get(k) != fingerprint[k])
                 raise UserError(

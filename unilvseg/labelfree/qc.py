@@ -107,6 +107,7 @@ def quality_control(
     elongation_range: tuple[float, float] = (1.0, 4.0),
     max_area_jump: float = 0.35,
     max_centroid_shift: float = 0.12,
+    max_length_ratio: float = 0.0,
     window: int = 9,
 ) -> QCResult:
     """Per-frame quality control of LV labels ``masks`` (T, H, W) of one clip.
@@ -118,7 +119,10 @@ def quality_control(
     (major/minor outside ``elongation_range``); ``area_jump`` (area differs by more than
     ``max_area_jump`` relative to the running median of the single-blob frames within
     ``window`` frames); ``centroid_jump`` (centroid further than ``max_centroid_shift`` x
-    sqrt(reference area) from the clip's median centroid: another chamber was picked).
+    sqrt(reference area) from the clip's median centroid: another chamber was picked);
+    ``too_long`` (with ``max_length_ratio`` > 0 and a sector with an apex: the label runs along
+    the LV axis further than ``max_length_ratio`` x the clip's short (25th-percentile) length,
+    i.e. it carries the left atrium through the open mitral valve).
     """
     masks = np.asarray(masks)
     if masks.ndim == 2:
@@ -162,6 +166,19 @@ def quality_control(
     else:
         shift = np.full(frames, np.nan)
 
+    too_long = np.zeros(frames, bool)
+    length_ratio = np.full(frames, np.nan)
+    if max_length_ratio > 0 and getattr(sector, "apex", None) is not None and single.sum() >= 4:
+        from unilvseg.labelfree.classical import lv_axis_coordinates
+
+        along, _ = lv_axis_coordinates(stack[single], sector)
+        inside = np.where(stack[single], along[None], np.nan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lengths = np.nanmax(inside, axis=(1, 2)) - np.nanmin(inside, axis=(1, 2)) + 1
+        length_ratio[single] = lengths / np.quantile(lengths, 0.25)
+        too_long = single & (length_ratio > max_length_ratio)
+
     checks = {
         "empty": area == 0,
         "components": (area > 0) & ~single,
@@ -171,6 +188,7 @@ def quality_control(
         "elongation": single & ((elongation < elongation_range[0]) | (elongation > elongation_range[1])),
         "area_jump": single & np.isfinite(jump) & (jump > max_area_jump),
         "centroid_jump": single & np.isfinite(shift) & (shift > max_centroid_shift),
+        "too_long": too_long,
     }
     failed = np.zeros(frames, bool)
     for flags in checks.values():
@@ -187,5 +205,6 @@ def quality_control(
         "elongation": elongation,
         "area_jump": jump,
         "centroid_shift": shift,
+        "length_ratio": length_ratio,
     }
     return QCResult(~failed, reasons, metrics)
