@@ -44,6 +44,9 @@ VARIANTS: dict[str, dict] = {
     # 1.30-1.37 is labels stopped by the static valve-plane cut with LA still in them).
     "qc_length": {"qc": {"max_length_ratio": 1.25}},
     "epochs_x3": {"early_epochs": 18},
+    "epochs_x6": {"early_epochs": 36},
+    "epochs_x6_qc_length": {"early_epochs": 36, "qc": {"max_length_ratio": 1.25}},
+    "epochs_x6_frames_32": {"early_epochs": 36, "frames": 32},
 }
 
 

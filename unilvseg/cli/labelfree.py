@@ -58,6 +58,8 @@ def labelfree_parser() -> ArgumentParser:
     qc.add_argument("--qc_min_solidity", type=float, default=defaults.min_solidity, help="area / convex hull area")
     qc.add_argument("--qc_max_area_jump", type=float, default=defaults.max_area_jump, help="relative area change vs the running median")
     qc.add_argument("--qc_max_centroid_shift", type=float, default=defaults.max_centroid_shift, help="centroid distance from the clip's median, in sqrt(fan area)")
+    qc.add_argument("--qc_max_length_ratio", type=float, default=defaults.max_length_ratio,
+                    help="longest label along the LV axis, x the clip's short (end-systolic) length; 0 = off (a longer label carries the atrium)")
     parser.set_defaults(encoder="3d_unet_tiny", frames=16, epochs=None)
     return parser
 
@@ -89,6 +91,7 @@ def config_from_args(args: Namespace):
         min_solidity=args.qc_min_solidity,
         max_area_jump=args.qc_max_area_jump,
         max_centroid_shift=args.qc_max_centroid_shift,
+        max_length_ratio=args.qc_max_length_ratio,
     )
     return PipelineConfig(
         data_path=args.data_path,
