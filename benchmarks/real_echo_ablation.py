@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict] = {
     "epochs_x6": {"early_epochs": 36},
     "epochs_x6_qc_length": {"early_epochs": 36, "qc": {"max_length_ratio": 1.25}},
     "epochs_x6_frames_32": {"early_epochs": 36, "frames": 32},
+    "epochs_x6_last": {"early_epochs": 36, "stage_checkpoint": "last"},
 }
 
 
@@ -71,7 +72,12 @@ def train_variant(name: str, changes: dict, data_path: Path, work: Path, epochs:
     # The stage only: evaluate_stage would score the traced VAL/TEST frames, which stay unread.
     checkpoint = pipeline.train_stage("early", 0, label_round=0, init_from=None)
     seconds = time.perf_counter() - tick
-    return NetworkSegmenter(checkpoint, config), seconds
+    segmenters = {name: NetworkSegmenter(checkpoint, config)}
+    last = run_dir / "stages" / "early" / "checkpoints" / "last.ckpt"
+    if last.is_file() and last.resolve() != Path(checkpoint).resolve():
+        # The end of the budget beside the stage's chosen (best val pseudo-Dice) checkpoint.
+        segmenters[f"{name}@last"] = NetworkSegmenter(last, config)
+    return segmenters, seconds
 
 
 def markdown(summary: pd.DataFrame, meta: dict) -> str:
@@ -81,6 +87,7 @@ def markdown(summary: pd.DataFrame, meta: dict) -> str:
         "",
         f"Command: `{meta['command']}` at commit {meta['commit']}{' (uncommitted changes)' if meta['dirty'] else ''}; "
         f"{meta['date']}, {meta['seconds']:.0f} s, load average {meta['load']}.",
+        "`<variant>@last`: the same run's last checkpoint, where the stage handed on its best-val-pseudo-Dice one.",
         f"Data: `{meta['data']}`, TRAIN videos only ({meta['videos']}; {meta['dense']} with dense reference masks). "
         f"Each variant: the early stage alone, {meta['epochs']} epoch(s), seed {meta['seed']}, one run, from the same round-0 labels. "
         "The human-traced VAL/TEST frames were not read.",
@@ -93,7 +100,8 @@ def markdown(summary: pd.DataFrame, meta: dict) -> str:
     ]
     for r in summary.itertuples():
         lines.append(
-            f"| {r.stage} | {meta['changes'].get(r.stage, '')} | {f(meta['train_seconds'].get(r.stage, float('nan')), 0)} | "
+            f"| {r.stage} | {meta['changes'].get(r.stage.split('@')[0], '') if r.stage not in ('stage1', 'qc') else ''} | "
+            f"{f(meta['train_seconds'].get(r.stage, float('nan')), 0)} | "
             f"{f(r.es_ed_ratio_median)} | {f(r.ratio_minus_expected_median)} | {f(r.ratio_r_with_expected, 2)} | {f(r.frame_change_median)} | "
             f"{f(r.dense_ed_area_vs_ref)} | {f(r.dense_es_area_vs_ref)} | {f(r.dense_es_ed_ratio)} ({f(r.dense_es_ed_ratio_ref)}) | "
             f"{f(r.dense_frame_change_vs_ref, 2)} | {f(r.dense_curve_r, 2)} |"
@@ -125,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     segmenters, seconds = {}, {}
     for name in args.variants:
         print(f"variant {name}: {VARIANTS[name] or 'defaults'}", file=sys.stderr, flush=True)
-        segmenters[name], seconds[name] = train_variant(name, VARIANTS[name], args.data_path, args.work_dir, args.epochs, args.seed, base)
+        trained, seconds[name] = train_variant(name, VARIANTS[name], args.data_path, args.work_dir, args.epochs, args.seed, base)
+        segmenters.update(trained)
     videos, dense = diagnose(args.data_path, None, args.max_videos, segmenters=segmenters)
     summary = summary_table(videos, dense)
     commit = git_commit()

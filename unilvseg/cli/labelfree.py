@@ -25,7 +25,7 @@ log = logging.getLogger("unilvseg")
 
 
 def labelfree_parser() -> ArgumentParser:
-    from unilvseg.labelfree.pipeline import ROUND_INITS, QCSettings
+    from unilvseg.labelfree.pipeline import ROUND_INITS, STAGE_CHECKPOINTS, PipelineConfig, QCSettings
 
     parser = base_parser(
         "train_labelfree.py",
@@ -37,6 +37,8 @@ def labelfree_parser() -> ArgumentParser:
     group.add_argument("--rounds", type=int, default=1, help="self-learning rounds after early learning (0 = early learning only)")
     group.add_argument("--early_epochs", type=int, default=20, help="epochs of early learning on the classical labels (one clip per video per epoch; few: stop before the noise is learnt)")
     group.add_argument("--round_epochs", type=int, default=10, help="epochs of each self-learning round")
+    group.add_argument("--stage_checkpoint", type=str, default=PipelineConfig.stage_checkpoint,
+                       help=f"checkpoint each stage hands on: {' or '.join(STAGE_CHECKPOINTS)} (best val pseudo-label Dice, or the end of its epochs)")
     group.add_argument("--round_init", type=str, default="previous", help=f"each round starts from: {' or '.join(ROUND_INITS)} (previous stage's weights, or a fresh network)")
     group.add_argument("--size", type=int, nargs=2, default=[64, 64], help="network input H W (videos and labels are resized; predict.py reads it from the checkpoint)")
     group.add_argument("--label_stride", type=int | None, default=None, help="window step when predicting pseudo-labels (default frames // 2)")
@@ -99,6 +101,7 @@ def config_from_args(args: Namespace):
         early_epochs=args.early_epochs,
         round_epochs=args.round_epochs,
         round_init=args.round_init,
+        stage_checkpoint=args.stage_checkpoint,
         round_loss=list(args.round_loss),
         encoder=args.encoder,
         width=args.width,
