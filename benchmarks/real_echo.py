@@ -94,13 +94,17 @@ class Budget:
     # epoch over the 228 TRAIN videos ~24 s (label-free, d) / ~18-21 s (SSL), a weak step on the
     # 3 traced videos ~0.13 s, predict.py on all 232 videos ~75 s. Total ~35 CPU minutes.
     labelfree_rounds: int = 1
-    labelfree_early_epochs: int = 12
+    # 36, not the earlier 12: the early network learns a clip's average shape first and the
+    # per-frame (end-systolic) boundary late; at 6 / 18 / 36 epochs its median ES/ED area was
+    # 0.72 / 0.65 / 0.68 (chosen checkpoints) where the labels have 0.55
+    # (benchmarks/results/real_echo_ablation*.md). Each stage hands on its last checkpoint.
+    labelfree_early_epochs: int = 36
     labelfree_round_epochs: int = 6
     labelfree_train_videos: int | None = None
     ssl_epochs: int = 6
     anatomical_epochs: int = 6
     finetune_steps: int = 400  # weak training on the traced TRAIN videos (b, b', c)
-    pseudo_epochs: int = 12  # scheme d, one clip per TRAIN video per epoch
+    pseudo_epochs: int = 36  # scheme d, one clip per TRAIN video per epoch (as label-free's early stage)
     phantom_epochs: int = 30  # scheme e, 40-video phantom
     limit_batches: int | None = None  # smoke only: batches per epoch
     # Windows of one clip length without overlap (None: predict.py's default, frames // 2). The

@@ -110,7 +110,7 @@ class PipelineConfig:
     early_epochs: int = 20
     round_epochs: int = 10
     round_init: str = "previous"
-    stage_checkpoint: str = "best"
+    stage_checkpoint: str = "last"
     encoder: str = "3d_unet_tiny"
     width: int | None = None
     encoder_weights: str | None = None
