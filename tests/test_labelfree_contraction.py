@@ -1,12 +1,13 @@
 """The real-echo diagnosis (docs/real-echo.md) found the label-free early network's masks barely
-contracting: median ES/ED area 0.72 where its own labels had 0.55. Its causes, reproduced here
-on synthetic beating clips:
+contracting: median ES/ED area 0.72 where its own labels had 0.55. Its two causes:
 
 * a 3D U-Net learns a clip's average shape before the per-frame boundary, so a network stopped
-  early keeps the end-systolic mask too large (it contracts only with enough training);
+  early keeps the end-systolic mask too large (it contracts only with enough training):
+  reproduced here on synthetic beating clips;
 * the stage handed on its "best" checkpoint by val pseudo-label Dice, which on a small val split
-  is noise and picked such an early network (epoch 3 of 12 on the real folder). Stages now hand
-  on their last checkpoint by default.
+  is noise and picked such an early network (the 4th of 12 epochs on the real folder). Stages now hand
+  on their last checkpoint by default (tests/test_labelfree_pipeline.py checks the stage
+  records of a run).
 """
 
 from __future__ import annotations
@@ -72,11 +73,3 @@ def test_an_early_stopped_network_keeps_the_average_shape_and_training_on_restor
     # Measured (2-core CPU): truth 0.56; 50 steps 0.68, 300 steps ~0.61.
     assert early - truth > 0.08, (early, truth)
     assert trained - truth < early - truth - 0.04, (early, trained, truth)
-
-
-def test_stages_hand_on_their_last_checkpoint_by_default():
-    """'best' by val pseudo-label Dice picked an early, flattened network on real echo; the
-    default is the end of the stage's budget. Runs from before the option keep 'best'."""
-    from unilvseg.labelfree.pipeline import PipelineConfig
-
-    assert PipelineConfig().stage_checkpoint == "last"
