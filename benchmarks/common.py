@@ -295,7 +295,10 @@ def physical_cores() -> int:
 
 
 def git_commit(repo: Path = ROOT) -> dict:
-    """The checked-out commit and whether tracked files differ from it (None outside git)."""
+    """The checked-out commit and whether tracked code differs from it (None outside git).
+
+    ``benchmarks/results`` is left out: a benchmark writes its own result files before it names
+    the commit, and a result file is not code the figure depends on."""
 
     def git(*args: str) -> str | None:
         try:
@@ -305,7 +308,7 @@ def git_commit(repo: Path = ROOT) -> dict:
         return done.stdout.strip() if done.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)benchmarks/results") if commit else None
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 

@@ -210,3 +210,31 @@ def test_published_inference_baseline_batches_windows_without_changing_them():
     one, sixteen = bench.published_predict(*args, batch_size=1), bench.published_predict(*args, batch_size=16)
     assert one.shape == sixteen.shape == (40, 32, 32)
     np.testing.assert_allclose(one, sixteen, atol=1e-5)
+
+
+def test_git_commit_dirty_counts_code_not_result_files(tmp_path):
+    """A benchmark writes its result files before it names the commit; those writes must not
+    mark the commit dirty, while a changed source file must."""
+    import shutil
+    import subprocess
+
+    from benchmarks.common import git_commit
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    repo = tmp_path / "repo"
+    (repo / "benchmarks" / "results").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "benchmarks" / "results" / "table.md").write_text("old\n")
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    assert git_commit(repo)["dirty"] is False
+    (repo / "benchmarks" / "results" / "table.md").write_text("new figures\n")
+    assert git_commit(repo)["dirty"] is False
+    (repo / "code.py").write_text("x = 2\n")
+    assert git_commit(repo)["dirty"] is True
