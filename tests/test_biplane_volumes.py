@@ -57,3 +57,49 @@ def test_biplane_frames_pair_in_order_and_empty_frames_give_zero():
     assert volumes[0] > volumes[1] > 0 and volumes[2] == 0.0
     with pytest.raises(ValueError, match="equal T"):
         biplane_method_of_disks_batch(a4c, a2c[:2])
+
+
+def beating_ellipsoid_views(frames: int, period: float, phase: float, ed=(46.0, 21.0, 14.0), es=(38.0, 15.0, 12.5)):
+    """A4C and A2C mask videos of one ellipsoid ventricle beating with ``period`` frames, the
+    cycle shifted by ``phase`` (fraction of a beat): semi-axes (long, A4C short, A2C short)."""
+    t = np.arange(frames)
+    # 0 at ED, 1 at ES: a smooth cycle.
+    squeeze = 0.5 - 0.5 * np.cos(2 * np.pi * (t / period + phase))
+    axes = np.array(ed)[None] + squeeze[:, None] * (np.array(es) - np.array(ed))[None]
+    a4c = np.stack([ellipse_mask(L, a) for L, a, _ in axes])
+    a2c = np.stack([ellipse_mask(L, b) for L, _, b in axes])
+    return a4c, a2c
+
+
+def test_biplane_ef_pairs_beats_by_phase_across_two_recordings():
+    # The A2C short axis contracts less than the A4C one (12.5/14 against 15/21), so the A4C
+    # plane alone misreads the EF (disks of revolution assume both contract alike).
+    ed, es = (46.0, 21.0, 14.0), (38.0, 15.0, 12.5)
+    truth_ef = 100.0 * (1 - (es[0] * es[1] * es[2]) / (ed[0] * ed[1] * ed[2]))
+    a4c, _ = beating_ellipsoid_views(150, 40.0, 0.0, ed, es)
+    _, a2c = beating_ellipsoid_views(130, 40.0, 0.37, ed, es)  # recorded later: another phase and length
+    from unilvseg.evaluation.volumes import biplane_volumes
+
+    result = biplane_volumes(a4c, a2c, fps_a4c=50.0, fps_a2c=50.0)
+    assert result["method"] == "biplane" and result["beats"] >= 2
+    assert abs(result["ef"] - truth_ef) < 3.0
+    from unilvseg.evaluation.volumes import volumes_from_masks
+
+    assert abs(volumes_from_masks(a4c, fps=50.0)["ef"] - truth_ef) > 6.0
+    for (ed4, es4), (ed2, es2) in result["beat_frames"]:  # ED with ED, ES with ES in each view
+        assert a4c[ed4].sum() > a4c[es4].sum() and a2c[ed2].sum() > a2c[es2].sum()
+    # Frame t of one recording with frame t of the other (no phase alignment) is far off.
+    naive = biplane_method_of_disks_batch(a4c[:130], a2c)
+    naive_ef = 100.0 * (1 - naive.min() / naive.max())
+    assert abs(naive_ef - truth_ef) > 5.0
+
+
+def test_biplane_falls_back_to_single_plane_and_says_so():
+    from unilvseg.evaluation.volumes import biplane_volumes, volumes_from_masks
+
+    a4c, a2c = beating_ellipsoid_views(120, 40.0, 0.0)
+    single = volumes_from_masks(a4c)
+    for other, reason in ((None, "no A2C video"), (np.zeros_like(a2c), "no beat in the A2C video")):
+        result = biplane_volumes(a4c, other)
+        assert result["method"] == f"single-plane A4C ({reason})"
+        assert result["ef"] == pytest.approx(single["ef"])

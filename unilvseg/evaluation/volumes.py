@@ -545,3 +545,59 @@ def volume_fields(result: dict) -> dict:
         "BeatEFs": " ".join(f"{v:.2f}" for v in result["beat_efs"]) if result["beats"] else "",
         "BeatFrames": " ".join(f"{ed}-{es}" for ed, es in result["beat_frames"]) if result["beats"] else "",
     }
+
+
+def biplane_volumes(
+    masks_a4c: np.ndarray,
+    masks_a2c: np.ndarray | None,
+    rule: str = DEFAULT_ED_ES_RULE,
+    fps_a4c: float | None = None,
+    fps_a2c: float | None = None,
+    mm_per_pixel: float = DEFAULT_MM_PER_PIXEL,
+    disks: int = DEFAULT_DISKS,
+) -> dict:
+    """Biplane EDV, ESV and EF of one heart from its A4C and A2C mask videos ``(T, H, W)``.
+
+    The two videos are recorded one after the other, so their frames do not correspond; they
+    are aligned by cardiac phase instead. Each view's beats come from its own area curve by
+    ``rule`` (as ``volumes_from_masks``), the k-th beat of one view is paired with the k-th of
+    the other, and each pair gives a biplane EDV (the two views' ED frames) and ESV (their ES
+    frames). EF, EDV and ESV are the means over the paired beats, ``ef_sd`` their EF's SD.
+
+    When the A2C video is missing or has no usable beat, the result is the single-plane A4C
+    figure and ``method`` says why; the other way round likewise. Returns ``volumes_from_masks``'
+    keys (``beat_frames`` as ``((ED4, ES4), (ED2, ES2))`` pairs) plus ``method``.
+    """
+    single_a4c = volumes_from_masks(masks_a4c, mm_per_pixel, disks, rule=rule, fps=fps_a4c)
+    if masks_a2c is None:
+        return {**single_a4c, "method": "single-plane A4C (no A2C video)"}
+    single_a2c = volumes_from_masks(masks_a2c, mm_per_pixel, disks, rule=rule, fps=fps_a2c)
+    beats_a4c, beats_a2c = single_a4c["beat_frames"], single_a2c["beat_frames"]
+    if not beats_a2c:
+        return {**single_a4c, "method": "single-plane A4C (no beat in the A2C video)"}
+    if not beats_a4c:
+        return {**single_a2c, "method": "single-plane A2C (no beat in the A4C video)"}
+    pairs = list(zip(beats_a4c, beats_a2c))
+    a4c = np.asarray(masks_a4c)
+    a2c = np.asarray(masks_a2c)
+    ed4, es4 = [p[0][0] for p in pairs], [p[0][1] for p in pairs]
+    ed2, es2 = [p[1][0] for p in pairs], [p[1][1] for p in pairs]
+    edvs = biplane_method_of_disks_batch(a4c[ed4], a2c[ed2], mm_per_pixel, disks)
+    esvs = biplane_method_of_disks_batch(a4c[es4], a2c[es2], mm_per_pixel, disks)
+    efs = np.array([ejection_fraction(float(d), float(s)) for d, s in zip(edvs, esvs)])
+    ef = float(np.mean(efs))
+    chosen = int(np.argmin(np.abs(efs - ef)))
+    return {
+        "edv": float(np.mean(edvs)),
+        "esv": float(np.mean(esvs)),
+        "ef": ef,
+        "ed_frame": pairs[chosen][0][0],
+        "es_frame": pairs[chosen][0][1],
+        "beats": len(pairs),
+        "beat_frames": pairs,
+        "beat_efs": [float(v) for v in efs],
+        "ef_sd": float(np.std(efs, ddof=1)) if len(efs) > 1 else float("nan"),
+        "rule": f"{single_a4c['rule']} / {single_a2c['rule']}",
+        "heart_rate_bpm": single_a4c["heart_rate_bpm"],
+        "method": "biplane",
+    }
