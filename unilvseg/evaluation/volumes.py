@@ -136,7 +136,7 @@ def biplane_method_of_disks_batch(
     aligned by cardiac phase first. A frame empty in either view gives 0.
     """
     masks_a4c, masks_a2c = np.asarray(masks_a4c) > 0, np.asarray(masks_a2c) > 0
-    if masks_a4c.ndim != 3 or masks_a4c.shape[0] != masks_a2c.shape[0] or masks_a2c.ndim != 3:
+    if masks_a4c.ndim != 3 or masks_a2c.ndim != 3 or masks_a4c.shape[0] != masks_a2c.shape[0]:
         raise ValueError(f"biplane volumes need two (T, H, W) mask sequences of equal T, got {masks_a4c.shape} and {masks_a2c.shape}")
     if disks < 1:
         raise ValueError(f"disks must be >= 1, got {disks}")
