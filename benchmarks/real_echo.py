@@ -92,11 +92,13 @@ class Budget:
     # Defaults from CPU seconds measured on the 232-video folder (3d_unet_tiny, 64x64, 16 frames,
     # 1 torch thread): label-free stage-1 labels ~80 s, each network label round ~125 s, one
     # epoch over the 228 TRAIN videos ~24 s (label-free, d) / ~18-21 s (SSL), a weak step on the
-    # 3 traced videos ~0.13 s, predict.py on all 232 videos ~75 s. Total ~35 CPU minutes.
+    # 3 traced videos ~0.13 s, predict.py on all 232 videos ~75 s. With 36 early and pseudo
+    # epochs, one seed of every scheme used 8,126 CPU s at 2 torch threads (2026-12-06,
+    # real_echo.md and real_echo_other/real_echo.md); 1 thread per process needs about half.
     labelfree_rounds: int = 1
     # 36, not the earlier 12: the early network learns a clip's average shape first and the
     # per-frame (end-systolic) boundary late; at 6 / 18 / 36 epochs its median ES/ED area was
-    # 0.72 / 0.65 / 0.68 (chosen checkpoints) where the labels have 0.55
+    # 0.72 / 0.65 / 0.68 (chosen checkpoints; 0.63 at 36 epochs' last) where the labels have 0.55
     # (benchmarks/results/real_echo_ablation*.md). Each stage hands on its last checkpoint.
     labelfree_early_epochs: int = 36
     labelfree_round_epochs: int = 6
