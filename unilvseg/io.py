@@ -100,14 +100,22 @@ def torch_save(obj, path) -> Path:
     return Path(path)
 
 
-def remove_stale_temporaries(folder, recursive: bool = True) -> int:
+def remove_stale_temporaries(folder, recursive: bool = True, min_age_s: float = 0.0) -> int:
     """Delete temporaries left by a killed writer in ``folder`` (and its subfolders unless
-    ``recursive`` is False); returns how many."""
+    ``recursive`` is False); returns how many. ``min_age_s`` spares temporaries written more
+    recently: where other processes write into the same folder (sharded prediction), a fresh
+    temporary is another live writer's, not a leftover."""
+    import time
+
     folder = Path(folder)
     if not folder.is_dir():
         return 0
     removed = 0
+    now = time.time()
     for tmp in (folder.rglob if recursive else folder.glob)(f"{TMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            if min_age_s > 0 and now - tmp.stat().st_mtime < min_age_s:
+                continue
         if tmp.is_file():
             with contextlib.suppress(OSError):
                 tmp.unlink()

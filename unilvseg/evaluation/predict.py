@@ -641,7 +641,8 @@ def run_prediction(args: PredictOptions) -> int:
     layout = Layout(Path(args.save_dir))
     created = not layout.root.exists()
     layout.root.mkdir(parents=True, exist_ok=True)
-    removed = remove_stale_temporaries(layout.root)
+    # Shards share the folder: a temporary younger than an hour may be another shard's file in flight.
+    removed = remove_stale_temporaries(layout.root, min_age_s=3600.0 if shard is not None else 0.0)
     if removed:
         log.info("%s: removed %d unfinished temporary file(s) of an interrupted run", layout.root, removed)
     _check_save_dir(layout, settings, args.overwrite, data_path)
