@@ -47,7 +47,9 @@ VARIANTS: dict[str, dict] = {
     "epochs_x6": {"early_epochs": 36},
     "epochs_x6_qc_length": {"early_epochs": 36, "qc": {"max_length_ratio": 1.25}},
     "epochs_x6_frames_32": {"early_epochs": 36, "frames": 32},
-    "epochs_x6_last": {"early_epochs": 36, "stage_checkpoint": "last"},
+    # The stage's former default: hand on the epoch with the best val pseudo-label Dice (on 1
+    # VAL video a noisy score) instead of the last one.
+    "epochs_x6_best": {"early_epochs": 36, "stage_checkpoint": "best"},
 }
 
 
@@ -87,7 +89,8 @@ def markdown(summary: pd.DataFrame, meta: dict) -> str:
         "",
         f"Command: `{meta['command']}` at commit {meta['commit']}{' (uncommitted changes)' if meta['dirty'] else ''}; "
         f"{meta['date']}, {meta['seconds']:.0f} s, load average {meta['load']}.",
-        "`<variant>@last`: the same run's last checkpoint, where the stage handed on its best-val-pseudo-Dice one.",
+        "Each variant is measured with the checkpoint its stage hands on (the last one, unless the change names "
+        "stage_checkpoint=best); `<variant>@last`: the same run's last checkpoint, where the stage handed on another.",
         f"Data: `{meta['data']}`, TRAIN videos only ({meta['videos']}; {meta['dense']} with dense reference masks). "
         f"Each variant: the early stage alone, {meta['epochs']} epoch(s), seed {meta['seed']}, one run, from the same round-0 labels. "
         "The human-traced VAL/TEST frames were not read.",
