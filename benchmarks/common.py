@@ -312,6 +312,14 @@ def git_commit(repo: Path = ROOT) -> dict:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def commit_note(repo: Path = ROOT) -> str:
+    """``commit <sha>`` for a result file's header, flagging uncommitted code changes."""
+    commit = git_commit(repo)
+    if commit["commit"] is None:
+        return "commit unknown (not a git checkout)"
+    return f"commit {commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else "")
+
+
 def machine_info(device: str = "cpu") -> dict:
     """CPU model and cores, memory, torch/python versions, GPU name and peak, git commit."""
     import psutil

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import portable_command
+from benchmarks.common import commit_note, portable_command
 from unilvseg.errors import UserError
 from unilvseg.labelfree.pipeline import report_table
 
@@ -80,7 +80,7 @@ def markdown(report: pd.DataFrame, meta: dict, summary: pd.DataFrame | None = No
     lines = [
         f"# Label-free LV segmentation benchmark: {meta['dataset']}",
         "",
-        f"Command: `{meta['command']}`",
+        f"Command: `{meta['command']}` at {meta['commit']}",
         f"Device: {meta['device']}; wall time {meta['wall_seconds']:.0f} s ({meta['wall_seconds'] / 60:.1f} min) "
         f"for the whole run; {meta['videos']}.",
         "",
@@ -237,6 +237,7 @@ def run(args: argparse.Namespace, passthrough: list[str]) -> int:
     meta = {
         "dataset": dataset,
         "command": portable_command("benchmarks.labelfree_bench", sys.argv[1:]),
+        "commit": commit_note(),
         "device": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch threads "
         f"{torch.get_num_threads()}, CUDA {'yes' if torch.cuda.is_available() else 'no'}, load average "
         f"{load_before:.1f} at start",

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.common import commit_note, portable_command
 from unilvseg.io import write_csv, write_text
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -68,6 +70,8 @@ def phantom(args) -> dict:
     _plot(curve, RESULTS / "weak_dice-phantom-curve.png", f"{args.encoder}, T={args.frames}, phantom ({args.videos} videos)")
     lines = [
         f"# Weak supervision on the phantom ({args.encoder}, T={args.frames}, batch {args.batch_size}, {args.minutes}-minute budget)",
+        "",
+        f"Command: `{portable_command('benchmarks.weak_dice', args.argv)}` at {commit_note()}; one run.",
         "",
         f"Best validation Dice on traced frames: **{result['best_val_dice']:.4f}** (ED {result['best_val_dice_ed']:.4f}, "
         f"ES {result['best_val_dice_es']:.4f}) at epoch {result['best_epoch']}; {result['epochs_run']} epochs in {wall / 60:.1f} min wall.",
@@ -142,7 +146,9 @@ def real(args) -> dict:
     write_csv(table, RESULTS / f"weak_dice-{tag}.csv")
     text = (
         f"# Weak supervision on {tag} ({args.encoder}, T={args.frames}, {args.epochs} epochs; SSL {args.ssl_epochs} epochs)\n\n"
-        "Checkpoint chosen on VAL Dice; Dice on traced frames (ratio of sums). Tiny data: one VAL and one TEST video.\n\n"
+        f"Command: `{portable_command('benchmarks.weak_dice', args.argv)}` at {commit_note()}; seed {args.seed}, one run.\n\n"
+        "Checkpoint chosen on VAL Dice; Dice on traced frames (ratio of sums). Tiny data: one VAL and one TEST video. "
+        "The TEST figure is reported once, for the record: nothing was chosen or tuned by it.\n\n"
         + table.round(4).to_markdown(index=False) + "\n"
     )
     write_text(text, RESULTS / f"weak_dice-{tag}.md")
@@ -171,6 +177,7 @@ def main(argv=None) -> int:
     r.add_argument("--epochs", type=int, default=30)
     r.add_argument("--ssl_epochs", type=int, default=30)
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     (phantom if args.which == "phantom" else real)(args)
     return 0
 

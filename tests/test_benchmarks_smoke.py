@@ -218,7 +218,7 @@ def test_git_commit_dirty_counts_code_not_result_files(tmp_path):
     import shutil
     import subprocess
 
-    from benchmarks.common import git_commit
+    from benchmarks.common import commit_note, git_commit
 
     if shutil.which("git") is None:
         pytest.skip("git not installed")
@@ -236,5 +236,9 @@ def test_git_commit_dirty_counts_code_not_result_files(tmp_path):
     assert git_commit(repo)["dirty"] is False
     (repo / "benchmarks" / "results" / "table.md").write_text("new figures\n")
     assert git_commit(repo)["dirty"] is False
+    sha = git_commit(repo)["commit"]
+    assert commit_note(repo) == f"commit {sha}"
     (repo / "code.py").write_text("x = 2\n")
     assert git_commit(repo)["dirty"] is True
+    assert commit_note(repo) == f"commit {sha} (with uncommitted changes)"
+    assert commit_note(tmp_path / "elsewhere").startswith("commit unknown")

@@ -343,6 +343,7 @@ def test_labelfree_benchmark_seeds_and_oracle(tiny_phantom, tmp_path):
     assert np.array_equal(labels[0], reference > 0) and labels[1].all()
     text = (out_dir / "labelfree-tiny.md").read_text()
     assert "Over 2 seeds" in text and "| oracle |" in text and "seeds improved" in text
+    assert "at commit " in text  # the figures name the code that made them
     # Different seeds trained different networks.
     early = table[table["stage"] == "early"].set_index("seed")
     assert (run_dir / "seed1" / "checkpoints" / "final.ckpt").is_file()
