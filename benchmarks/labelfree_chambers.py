@@ -1,8 +1,17 @@
 """Four-chamber label-free segmentation on the phantom: every structure, measurement and flag
-against the phantom's dense truth, on held-out hearts.
+against the phantom's dense truth, on held-out hearts; and on real A4C echo, what can be scored
+without truth label maps.
 
     python -m benchmarks.labelfree_chambers                  # 80-video phantom, 30 % pathologies
     python -m benchmarks.labelfree_chambers --smoke          # tiny settings (the CI test)
+    python -m benchmarks.labelfree_chambers --data_path ../shared/data/echonet-real   # real echo
+
+Real echo (``--data_path``): scheme a of ``benchmarks.real_echo`` with ``--structures
+lv,myo,la,rv,ra`` (same budget and seed), ``predict.py`` on every video, then EF against
+FileList's official EF, the reduced-EF flag (EF < 50 %) beside a constant "normal" answer, the LV
+paired with the LV-only scheme's committed EF (``real_echo_ef.csv``) and dense figures, and the
+plausibility of every structure (``chamber_plausibility``). No tracing is read; overlays of
+randomly drawn videos go to ``<run_dir>/overlays`` and are never committed.
 
 One command, in order, with the project's own scripts: a phantom with pathologies
 (``python -m unilvseg.data.phantom --pathologies``), ``train_labelfree.py --structures
@@ -29,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import git_commit, load_average, portable_command
+from benchmarks.common import git_commit, load_average, portable_command, portable_path
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STRUCTURES_FLAG = "lv,myo,la,rv,ra"
@@ -49,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--smoke", action="store_true", help="12 hearts, one epoch, 32x32 (a test of the plumbing)")
     parser.add_argument("--run_dir", type=Path, default=Path("runs/labelfree_chambers"))
     parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
+    real = parser.add_argument_group("real echo (--data_path)")
+    real.add_argument("--data_path", type=Path, default=None,
+                      help="an EchoNet-Dynamic folder of real A4C videos (e.g. ../shared/data/echonet-real): no truth label maps, so "
+                      "EF, the EF < 50 %% flag, LV-only comparison and plausibility instead (default: the phantom)")
+    real.add_argument("--lv_only_ef", type=Path, default=RESULTS_DIR / "real_echo_ef.csv",
+                      help="per-video EF of the LV-only label-free scheme (benchmarks.real_echo's real_echo_ef.csv; rows of scheme "
+                      "a_labelfree at --seed are the paired side)")
+    real.add_argument("--lv_only_dense", type=Path, default=RESULTS_DIR / "real_echo_dense.csv",
+                      help="its every-frame figures against the dense ReferenceMasks (real_echo_dense.csv)")
+    real.add_argument("--overlays", type=int, default=6, help="randomly drawn videos written as overlays into the run folder (never committed)")
     return parser
 
 
@@ -209,13 +228,223 @@ def run(args) -> int:
     return 0
 
 
+#: Outline colour of each structure in the overlays (RGB).
+OVERLAY_COLOURS = {"lv": (255, 64, 64), "myo": (255, 200, 0), "la": (64, 160, 255), "rv": (64, 255, 64), "ra": (200, 64, 255)}
+#: Reduced LV systolic function: EF < 50 % (both sides: the official EF and the predicted one).
+REDUCED_EF = 50.0
+
+
+def plausibility_table(predictions: Path, names: list[str]) -> pd.DataFrame:
+    """``chamber_plausibility`` of every predicted label map (one row per video)."""
+    from unilvseg.evaluation.chambers import chamber_plausibility
+
+    rows = []
+    for name in names:
+        stored = predictions / "masks" / f"{name}.npz"
+        if not stored.is_file():
+            continue
+        with np.load(stored) as archive:
+            if "labels" not in archive.files:
+                raise SystemExit(f"error: {stored}: no label map (was the checkpoint trained with --structures?)")
+            rows.append({"FileName": name, **chamber_plausibility(archive["labels"])})
+    return pd.DataFrame(rows)
+
+
+def plausibility_summary(table: pd.DataFrame) -> pd.DataFrame:
+    from unilvseg.evaluation.chambers import PLAUSIBILITY_FIELDS
+
+    rows = []
+    for field in PLAUSIBILITY_FIELDS:
+        values = table[field].to_numpy(np.float64)
+        finite = values[np.isfinite(values)]
+        rows.append({"field": field, "videos": int(finite.size), "undefined": int(values.size - finite.size),
+                     "median": float(np.median(finite)) if finite.size else float("nan"),
+                     "p5": float(np.percentile(finite, 5)) if finite.size else float("nan"),
+                     "p95": float(np.percentile(finite, 95)) if finite.size else float("nan"),
+                     "share_negative": float((finite < 0).mean()) if finite.size else float("nan"),
+                     "share_at_least_0_9": float((finite >= 0.9).mean()) if finite.size else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def write_overlays(data: Path, predictions: Path, names: list[str], count: int, seed: int, folder: Path) -> list[str]:
+    """Outline every structure on ``count`` randomly drawn videos (GIFs in ``folder``, for a person to judge)."""
+    from unilvseg.data.index import load_index
+    from unilvseg.data.structures import STRUCTURES
+    from unilvseg.data.video import read_video
+    from unilvseg.evaluation.overlay import draw_outline, write_video
+    from unilvseg.evaluation.predict import video_fps
+
+    records = load_index(data, require_tracings=False).by_name()
+    drawn = sorted(np.random.default_rng(seed).choice(names, size=min(count, len(names)), replace=False).tolist())
+    for name in drawn:
+        with np.load(predictions / "masks" / f"{name}.npz") as archive:
+            labels = archive["labels"]
+        frames = read_video(records[name].path)[: len(labels)]
+        painted = np.asarray(frames, dtype=np.uint8)
+        for structure, code in STRUCTURES.items():
+            painted = draw_outline(painted, labels[: len(painted)] == code, OVERLAY_COLOURS[structure])
+        write_video(folder / f"{name}.gif", painted, video_fps(records[name]))
+    return drawn
+
+
+def run_real(args) -> int:
+    """The four-chamber label-free scheme on real A4C echo, scored without any tracing: EF and the
+    reduced-EF flag against FileList's official EF, a paired comparison of the LV with the LV-only
+    scheme, the dense ReferenceMasks (no label came from them), and plausibility of the others."""
+    from benchmarks.real_echo import SMOKE, Budget, _sha256, dense_every_frame, ef_agreement_table, run_stage, train_labelfree
+    from unilvseg.cli.predict import main as predict_main
+    from unilvseg.evaluation.bootstrap import bootstrap_mean
+    from unilvseg.evaluation.chambers import flag_agreement
+    from unilvseg.io import write_csv, write_text
+
+    if not args.data_path.is_dir():
+        print(f"error: --data_path {args.data_path}: folder does not exist", file=sys.stderr)
+        return 2
+    started, load = time.perf_counter(), load_average()
+    cpu_started = time.process_time()
+    budget = SMOKE if args.smoke else Budget()
+    work, data = args.run_dir, args.data_path
+    # Scheme a of benchmarks.real_echo exactly (same budget and seed), with every structure.
+    checkpoint, train_seconds = train_labelfree(budget, data, work / "labelfree", args.seed, extra=["--structures", STRUCTURES_FLAG])
+    predictions = work / "predictions"
+    flags = ["--data_path", str(data), "--split", "all", "--checkpoint", str(checkpoint), "--save_dir", str(predictions),
+             "--device", "cpu", "--batch_size", str(budget.predict_batch), "--overwrite"]
+    if budget.predict_stride is not None:
+        flags += ["--stride", str(budget.predict_stride)]
+    _, predict_seconds = run_stage(predictions, {"flags": flags, "weights": _sha256(checkpoint)}, lambda: predict_main(flags), "volumes.csv")
+    samples = budget.samples
+    ef_table, ef = ef_agreement_table(predictions, data, samples, args.seed)
+
+    # The LV costs nothing? Paired with the LV-only scheme's EF of the same videos and seed.
+    lv_only = pd.DataFrame(columns=["FileName", "EF_lv_only"])
+    if args.lv_only_ef.is_file():
+        committed = pd.read_csv(args.lv_only_ef, dtype={"FileName": str})
+        committed = committed[(committed["scheme"] == "a_labelfree") & (committed["seed"] == args.seed)]
+        lv_only = committed[["FileName", "EF_predicted"]].rename(columns={"EF_predicted": "EF_lv_only"})
+    videos = ef_table.merge(lv_only, on="FileName", how="left")
+    both = videos.dropna(subset=["EF_reference", "EF_predicted", "EF_lv_only"])
+    paired = None
+    if len(both):
+        error_four = (both["EF_predicted"] - both["EF_reference"]).abs().to_numpy()
+        error_lv = (both["EF_lv_only"] - both["EF_reference"]).abs().to_numpy()
+        difference = bootstrap_mean(error_four - error_lv, samples=samples, rng=np.random.default_rng(args.seed))
+        paired = {"videos": len(both), "mae_four": float(error_four.mean()), "mae_lv_only": float(error_lv.mean()),
+                  "difference": difference.estimate, "low": difference.low, "high": difference.high}
+    dense = pd.DataFrame(dense_every_frame(predictions, data))
+    dense_lv_only = pd.DataFrame()
+    if args.lv_only_dense.is_file() and len(dense):
+        committed = pd.read_csv(args.lv_only_dense, dtype={"FileName": str})
+        dense_lv_only = committed[(committed["scheme"] == "a_labelfree") & (committed["seed"] == args.seed)]
+
+    # Reduced LV function: a flag of the predicted EF against one of the official EF.
+    scored = videos.dropna(subset=["EF_reference", "EF_predicted"])
+    reduced = flag_agreement(scored["EF_predicted"] < REDUCED_EF, scored["EF_reference"] < REDUCED_EF, samples=samples,
+                             rng=np.random.default_rng(args.seed))
+    normal = flag_agreement(np.zeros(len(scored), bool), scored["EF_reference"] < REDUCED_EF, samples=samples,
+                            rng=np.random.default_rng(args.seed))
+
+    names = sorted(videos["FileName"])
+    plausibility = plausibility_table(predictions, names)
+    summary = plausibility_summary(plausibility)
+    overlays = write_overlays(data, predictions, sorted(plausibility["FileName"]), args.overlays, args.seed, work / "overlays")
+
+    commit = git_commit()
+    meta = {
+        "command": portable_command("benchmarks.labelfree_chambers", list(sys.argv[1:] if args.argv is None else args.argv)),
+        "commit": f"{commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "minutes": (time.perf_counter() - started) / 60, "load": load,
+        "cpu_minutes": (time.process_time() - cpu_started) / 60, "train_seconds": train_seconds, "predict_seconds": predict_seconds,
+        "data": portable_path(data), "videos": len(videos), "seed": args.seed, "lv_only": portable_path(args.lv_only_ef),
+        "overlays": len(overlays), "smoke": args.smoke, "name": data.name + ("-smoke" if args.smoke else ""),
+    }
+    name = meta["name"]
+    stem = args.results_dir / f"labelfree_chambers-{name}"
+    write_csv(videos.merge(plausibility, on="FileName", how="left"), stem.parent / f"{stem.name}-videos.csv", float_format="%.4f")
+    write_csv(summary, stem.parent / f"{stem.name}-plausibility.csv", float_format="%.4f")
+    text = markdown_real(ef, paired, dense, dense_lv_only, reduced, normal, summary, meta)
+    write_text(text, stem.with_suffix(".md"))
+    print(text)
+    return 0
+
+
+def markdown_real(ef: dict, paired: dict | None, dense: pd.DataFrame, dense_lv_only: pd.DataFrame, reduced: dict, normal: dict,
+                  summary: pd.DataFrame, meta: dict) -> str:
+    f = lambda v, d=3: "–" if v is None or not np.isfinite(v) else f"{v:.{d}f}"  # noqa: E731
+    lines = [
+        f"# Four-chamber label-free segmentation on real A4C echo ({meta['data']})",
+        "",
+        f"Command: `{meta['command']}` at commit {meta['commit']}; {meta['date']}, {meta['minutes']:.1f} min wall "
+        f"({meta['cpu_minutes']:.1f} CPU min in this process), load {meta['load']}; training {meta['train_seconds'] / 60:.1f} min, "
+        f"prediction {meta['predict_seconds'] / 60:.1f} min (stages finished by an earlier invocation of the same command are reused).",
+        f"{meta['videos']} videos, one training seed ({meta['seed']}): `train_labelfree.py --structures {STRUCTURES_FLAG}` with "
+        "scheme a's budget of `benchmarks.real_echo`. No tracing, no reference mask and no FileList EF was read for training, and "
+        "no human-traced VAL/TEST frame is scored here. The LA, RV and RA have no labels in this folder: their rows are plausibility, "
+        "not accuracy. Overlays of randomly drawn videos are in the run folder, not here (real frames never enter the repository).",
+        "",
+        "## LV: EF against the official EF (every video)",
+        "",
+        f"EF MAE **{f(ef.get('mae'), 1)}** ({f(ef.get('mae_low'), 1)}–{f(ef.get('mae_high'), 1)}), bias {f(ef.get('bias'), 1)}, "
+        f"r {f(ef.get('r'), 2)} over {ef['n_videos']} videos ({ef['n_missing']} without an EF).",
+        "",
+    ]
+    if paired:
+        lines += [
+            f"Against the LV-only label-free scheme (`{meta['lv_only']}`, scheme a_labelfree, seed {meta['seed']}, same videos): "
+            f"MAE {f(paired['mae_four'], 2)} (four-chamber) vs {f(paired['mae_lv_only'], 2)} (LV only); paired difference of the "
+            f"absolute errors {paired['difference']:+.2f} ({paired['low']:+.2f} to {paired['high']:+.2f}; 95 % bootstrap over "
+            f"{paired['videos']} videos, one seed each, so seed-to-seed variation is not in this interval). "
+            "The LV-only figures come from that file's own commit.",
+            "",
+        ]
+    if len(dense):
+        lines += ["Every frame against the dense ReferenceMasks (EchoNet's DeepLabV3 masks; no label-free label came from them):", "",
+                  "| video | frames | Dice: four-chamber (LV only) | area-curve r: four-chamber (LV only) | ES/ED area, ref | ES/ED area: four-chamber (LV only) |", "|---|---|---|---|---|---|"]
+        other = dense_lv_only.set_index("FileName") if len(dense_lv_only) else pd.DataFrame()
+        for r in dense.itertuples():
+            o = other.loc[r.FileName] if r.FileName in other.index else None
+            lines.append(f"| {r.FileName} | {r.frames} | {f(r.dice)} ({f(o['dice']) if o is not None else '–'}) | "
+                         f"{f(r.curve_r, 2)} ({f(o['curve_r'], 2) if o is not None else '–'}) | {f(r.es_ed_ratio_ref)} | "
+                         f"{f(r.es_ed_ratio)} ({f(o['es_ed_ratio']) if o is not None else '–'}) |")
+        lines.append("")
+    lines += [
+        f"## Reduced LV function (EF < {REDUCED_EF:.0f} %) against the official EF",
+        "",
+        "| prediction | reduced / normal | sensitivity (95 % CI) | specificity (95 % CI) | balanced accuracy (95 % CI) |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in (("predicted EF < 50", reduced), ("constant \"normal\"", normal)):
+        lines.append(f"| {label} | {r['positives']} / {r['negatives']} | {f(r['sensitivity'], 2)} ({f(r['sensitivity_low'], 2)}–"
+                     f"{f(r['sensitivity_high'], 2)}) | {f(r['specificity'], 2)} ({f(r['specificity_low'], 2)}–{f(r['specificity_high'], 2)}) | "
+                     f"{f(r['balanced_accuracy'], 2)} ({f(r['balanced_accuracy_low'], 2)}–{f(r['balanced_accuracy_high'], 2)}) |")
+    if reduced["undefined_share"] > 0.01:
+        lines.append(f"\n{reduced['undefined_share']:.0%} of the resamples held no reduced-EF video: with so few, the intervals are wide.")
+    lines += [
+        "",
+        "## Plausibility of every structure (no labels: what anatomy says must hold)",
+        "",
+        "Per video, then median and 5th–95th percentile over videos. `present`: share of frames with the structure; "
+        "`to_lv_area`: median area ratio to the LV; `basal`: share of frames with the atrium further from the apex than its ventricle; "
+        "`right_heart_one_side`: RV and RA on the same side of the left heart; `la_lv_area_r`: correlation of the LA and LV area "
+        "curves (the LA fills while the LV empties: < 0); `lv_fill_at_la_max`: the LV's area at the LA's largest frame, 0 = its "
+        "end-systolic size. Overlaps cannot occur (one structure per pixel).",
+        "",
+        "| check | videos (undefined) | median | 5th–95th percentile | videos < 0 | videos ≥ 0.9 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in summary.itertuples():
+        lines.append(f"| {r.field} | {r.videos} ({r.undefined}) | {f(r.median)} | {f(r.p5)}–{f(r.p95)} | {f(r.share_negative, 2)} | "
+                     f"{f(r.share_at_least_0_9, 2)} |")
+    lines += ["", f"Per video: `labelfree_chambers-{meta['name']}-videos.csv`; the plausibility summary: `-plausibility.csv`.", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from unilvseg.cli.common import setup_logging
 
     setup_logging()
     args = build_parser().parse_args(argv)
     args.argv = argv
-    return run(args)
+    return run_real(args) if args.data_path is not None else run(args)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -259,12 +260,13 @@ def common_flags(budget: Budget, run_dir: Path, seed: int) -> list[str]:
     return flags
 
 
-def train_labelfree(budget: Budget, data_path: Path, run_dir: Path, seed: int) -> tuple[Path, float]:
+def train_labelfree(budget: Budget, data_path: Path, run_dir: Path, seed: int, extra: Sequence[str] = ()) -> tuple[Path, float]:
+    """Scheme a's ``train_labelfree.py`` run; ``extra`` flags join it (e.g. ``--structures``)."""
     from unilvseg.cli.labelfree import main as labelfree_main
 
     flags = ["--data_path", str(data_path), "--rounds", str(budget.labelfree_rounds),
              "--early_epochs", str(budget.labelfree_early_epochs), "--round_epochs", str(budget.labelfree_round_epochs)]
-    flags += common_flags(budget, run_dir, seed)
+    flags += common_flags(budget, run_dir, seed) + list(extra)
     if budget.labelfree_train_videos is not None:
         flags += ["--train_videos", str(budget.labelfree_train_videos)]
     return run_stage(run_dir, {"flags": flags}, lambda: labelfree_main(flags), "checkpoints/final.ckpt")

@@ -16,12 +16,14 @@ from unilvseg.evaluation.chambers import (
     FLAGS,
     NEEDS_BSA,
     NEEDS_SPACING,
+    PLAUSIBILITY_FIELDS,
     STRUCTURES,
     area_length_lv_mass,
     beat_values,
     chamber_flag_reasons,
     chamber_flags,
     chamber_measurements,
+    chamber_plausibility,
     flag_agreement,
     flag_thresholds_markdown,
     long_axis_length,
@@ -382,3 +384,30 @@ def test_measurement_agreement_by_hand_and_nan_pairs_counted():
     assert result["r"] == pytest.approx(np.corrcoef(predicted[:4], reference[:4])[0, 1])
     assert result["loa_low"] == pytest.approx(0.5 - 1.96 * np.std(error, ddof=1))
     assert result["loa_high"] == pytest.approx(0.5 + 1.96 * np.std(error, ddof=1))
+
+
+def test_plausibility_of_a_drawn_a4c_heart(beating):
+    """Atria below their ventricles, the right heart on one side, the LA filling while the LV
+    empties: every check holds on the drawn heart."""
+    row = chamber_plausibility(beating)
+    assert list(row) == list(PLAUSIBILITY_FIELDS)
+    assert all(row[f"{name}_present"] == 1.0 for name in ("lv", "myo", "la", "rv", "ra"))
+    assert row["la_basal_to_lv"] == 1.0 and row["ra_basal_to_rv"] == 1.0 and row["right_heart_one_side"] == 1.0
+    assert row["la_lv_area_r"] < -0.8  # the drawn LA peaks at the LV's end-systole
+    assert row["lv_fill_at_la_max"] < 0.1
+    lv_area = (beating == LV).sum(axis=(1, 2))
+    la_area = (beating == LA).sum(axis=(1, 2))
+    assert row["la_to_lv_area"] == pytest.approx(np.median(la_area / lv_area))
+
+
+def test_plausibility_catches_an_upside_down_heart_a_swapped_atrium_and_a_missing_rv(beating):
+    flipped = chamber_plausibility(beating[:, ::-1, :])  # atria towards the fan apex
+    assert flipped["la_basal_to_lv"] == 0.0 and flipped["ra_basal_to_rv"] == 0.0
+    swapped = beating.copy()
+    swapped[beating == RA], swapped[beating == LA] = LA, RA  # each atrium under the other heart
+    assert chamber_plausibility(swapped)["right_heart_one_side"] == 0.0
+    no_rv = np.where(beating == RV, 0, beating).astype(beating.dtype)
+    row = chamber_plausibility(no_rv)
+    assert row["rv_present"] == 0.0 and np.isnan(row["right_heart_one_side"]) and np.isnan(row["ra_basal_to_rv"])
+    with pytest.raises(ValueError, match="shape"):
+        chamber_plausibility(beating[0])

@@ -29,3 +29,38 @@ def test_smoke_writes_structure_measurement_and_flag_tables(tmp_path):
     stamp = final.stat().st_mtime_ns
     assert main(["--smoke", "--run_dir", str(tmp_path / "run"), "--results_dir", str(results)]) == 0
     assert final.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_real_echo_mode_scores_ef_flag_pairing_and_plausibility_without_truth_label_maps(tiny_phantom, tmp_path):
+    """--data_path mode (real echo: no truth label maps): EF against FileList, the EF < 50 flag
+    beside a constant "normal" answer, the pairing with the LV-only scheme's EF, plausibility of
+    every video, overlays in the run folder only."""
+    import numpy as np
+
+    from benchmarks.labelfree_chambers import main
+    from unilvseg.evaluation.chambers import PLAUSIBILITY_FIELDS
+
+    filelist = pd.read_csv(tiny_phantom / "FileList.csv")
+    lv_only = tmp_path / "lv_only_ef.csv"
+    # The LV-only side: seed 0 of scheme a_labelfree, one video off by 10 EF points.
+    pd.DataFrame({"scheme": "a_labelfree", "seed": 0, "FileName": filelist["FileName"], "Split": filelist["Split"],
+                  "EF_reference": filelist["EF"], "EF_predicted": filelist["EF"] + 10.0}).to_csv(lv_only, index=False)
+    results, run = tmp_path / "results", tmp_path / "run"
+    argv = ["--smoke", "--data_path", str(tiny_phantom), "--run_dir", str(run), "--results_dir", str(results),
+            "--lv_only_ef", str(lv_only), "--lv_only_dense", str(tmp_path / "absent.csv"), "--overlays", "2"]
+    assert main(argv) == 0
+    stem = f"labelfree_chambers-{tiny_phantom.name}-smoke"
+    text = (results / f"{stem}.md").read_text()
+    videos = pd.read_csv(results / f"{stem}-videos.csv")
+    assert len(videos) == len(filelist) and set(PLAUSIBILITY_FIELDS) <= set(videos.columns)
+    assert videos["EF_lv_only"].notna().all()
+    # The paired difference is the mean of |EF - ref| minus 10, whatever the network learned.
+    expected = float(((videos["EF_predicted"] - videos["EF_reference"]).abs() - 10.0).mean())
+    assert f"paired difference of the absolute errors {expected:+.2f}" in text
+    assert 'constant "normal"' in text and "| predicted EF < 50 |" in text
+    summary = pd.read_csv(results / f"{stem}-plausibility.csv")
+    assert list(summary["field"]) == list(PLAUSIBILITY_FIELDS)
+    assert np.isfinite(summary.set_index("field").loc["lv_present", "median"])
+    assert len(list((run / "overlays").glob("*.gif"))) == 2 and not list(results.glob("*.gif"))
+    assert main(["--data_path", str(tmp_path / "nowhere")]) == 2

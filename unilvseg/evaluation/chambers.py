@@ -301,6 +301,81 @@ def beat_values(row: dict, name: str) -> np.ndarray:
     return np.array([float(v) for v in str(row[f"{name}_beats"]).split()], dtype=np.float64)
 
 
+# -- Plausibility without labels ------------------------------------------------------------
+#: ``chamber_plausibility`` fields, in order.
+PLAUSIBILITY_FIELDS = (
+    *(f"{name}_present" for name in STRUCTURES),
+    *(f"{name}_to_lv_area" for name in STRUCTURES if name != "lv"),
+    "la_basal_to_lv", "ra_basal_to_rv", "right_heart_one_side", "la_lv_area_r", "lv_fill_at_la_max",
+)
+
+
+def _centroids(labels: np.ndarray, areas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """(T, 2) row/column centroid of every structure per frame (NaN where it is absent)."""
+    frames, height, width = labels.shape
+    rows = np.arange(height, dtype=np.float64)[None, :, None]
+    cols = np.arange(width, dtype=np.float64)[None, None, :]
+    centroids = {}
+    for name, code in STRUCTURES.items():
+        inside = labels == code
+        with np.errstate(invalid="ignore", divide="ignore"):
+            centroids[name] = np.stack(
+                [(inside * rows).sum(axis=(1, 2)) / areas[name], (inside * cols).sum(axis=(1, 2)) / areas[name]], axis=1
+            )
+    return centroids
+
+
+def _share(condition: np.ndarray, defined: np.ndarray) -> float:
+    return float(condition[defined].mean()) if defined.any() else float("nan")
+
+
+def chamber_plausibility(labels: np.ndarray) -> dict:
+    """What can be checked of an A4C label-map video ``(T, H, W)`` without any reference.
+
+    Returns one flat row (``PLAUSIBILITY_FIELDS``), each a fraction of frames or a median:
+
+    * ``<s>_present``: share of frames where structure ``s`` has any pixel;
+    * ``<s>_to_lv_area``: median over frames where both are present of area(s) / area(LV);
+    * ``la_basal_to_lv`` / ``ra_basal_to_rv``: share of frames (both present) whose atrium's
+      centroid lies further from the fan apex (image row 0 in EchoNet's orientation) than its
+      ventricle's;
+    * ``right_heart_one_side``: share of frames with all four chambers where the RV and the RA
+      lie on the same side of the left heart (sign of RV − LV column equals sign of RA − LA);
+    * ``la_lv_area_r``: Pearson r of the LA and LV area curves (the LA fills while the LV
+      empties, so a plausible video has r < 0; NaN with fewer than 5 shared frames or a flat
+      curve);
+    * ``lv_fill_at_la_max``: the LV's area at the frame of the largest LA, as a fraction of the
+      LV's range (0: its smallest, end-systole; 1: its largest): the LA is largest near ES.
+
+    Overlaps need no check: a label map holds one structure per pixel.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or not labels.shape[0]:
+        raise ValueError(f"chamber_plausibility expects label maps of shape (T, H, W) with T >= 1, got {labels.shape}")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise ValueError(f"label maps must be integers (STRUCTURES codes), got dtype {labels.dtype}")
+    areas = _structure_areas(labels)
+    present = {name: area > 0 for name, area in areas.items()}
+    centre = _centroids(labels, areas)
+    row: dict[str, float] = {f"{name}_present": float(present[name].mean()) for name in STRUCTURES}
+    for name in STRUCTURES:
+        if name == "lv":
+            continue
+        both = present[name] & present["lv"]
+        row[f"{name}_to_lv_area"] = float(np.median(areas[name][both] / areas["lv"][both])) if both.any() else float("nan")
+    row["la_basal_to_lv"] = _share(centre["la"][:, 0] > centre["lv"][:, 0], present["la"] & present["lv"])
+    row["ra_basal_to_rv"] = _share(centre["ra"][:, 0] > centre["rv"][:, 0], present["ra"] & present["rv"])
+    every = present["lv"] & present["la"] & present["rv"] & present["ra"]
+    same_side = np.sign(centre["rv"][:, 1] - centre["lv"][:, 1]) == np.sign(centre["ra"][:, 1] - centre["la"][:, 1])
+    row["right_heart_one_side"] = _share(same_side, every)
+    shared = present["la"] & present["lv"]
+    la, lv = areas["la"][shared], areas["lv"][shared]
+    row["la_lv_area_r"] = float(np.corrcoef(la, lv)[0, 1]) if shared.sum() >= 5 and la.std() > 0 and lv.std() > 0 else float("nan")
+    lv_range = lv.max() - lv.min() if shared.any() else 0.0
+    row["lv_fill_at_la_max"] = float((lv[np.argmax(la)] - lv.min()) / lv_range) if lv_range > 0 else float("nan")
+    return row
+
+
 # -- Guideline flags -----------------------------------------------------------------------
 #: Lang et al., Recommendations for cardiac chamber quantification by echocardiography in
 #: adults: an update from the ASE and the EACVI, J Am Soc Echocardiogr 2015;28:1-39.
