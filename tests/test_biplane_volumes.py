@@ -33,6 +33,33 @@ def test_biplane_volume_of_an_ellipsoid_with_unequal_short_axes(angle):
     assert single / truth_ml == pytest.approx(a / b, rel=0.05)
 
 
+def bullet_mask(length: float, radius: float, angle_deg: float, size: int = 128) -> np.ndarray:
+    """An LV-like long-axis section: a half-ellipse apex (the top 60 %) on a straight base,
+    cut flat at the base; apex up, turned by ``angle_deg``."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    t = np.deg2rad(angle_deg)
+    yy, xx = yy - 20.0, xx - size / 2
+    along = yy * np.cos(t) + xx * np.sin(t)  # from the apex
+    across = -yy * np.sin(t) + xx * np.cos(t)
+    return (along >= 0) & (along <= length) & (np.abs(across) <= bullet_radius(along, length, radius))
+
+
+def bullet_radius(along, length, radius):
+    apex = 0.6 * length
+    return radius * np.sqrt(np.clip(1.0 - ((apex - np.minimum(along, apex)) / apex) ** 2, 0.0, 1.0))
+
+
+@pytest.mark.parametrize("angles", [(6.0, -6.0), (-4.0, 9.0), (5.0, 5.0)])
+def test_biplane_pairs_apex_with_apex_whichever_way_each_view_is_tilted(angles):
+    """An LV tilted either side of vertical gives a principal axis pointing either way; slab i
+    of one view must still meet slab i (from the apex) of the other, not the base's."""
+    length, a, b = 70.0, 20.0, 13.0
+    a4c, a2c = bullet_mask(length, a, angles[0])[None], bullet_mask(length, b, angles[1])[None]
+    x = (np.arange(100_000) + 0.5) / 100_000 * length
+    truth_ml = float(np.pi * np.mean(bullet_radius(x, length, a) * bullet_radius(x, length, b)) * length) / 1000.0
+    assert biplane_method_of_disks_batch(a4c, a2c, mm_per_pixel=1.0)[0] == pytest.approx(truth_ml, rel=0.03)
+
+
 def test_biplane_equals_single_plane_for_a_body_of_revolution():
     mask = ellipse_mask(40.0, 18.0)[None]
     assert biplane_method_of_disks_batch(mask, mask)[0] == pytest.approx(method_of_disks_batch(mask)[0], rel=1e-12)

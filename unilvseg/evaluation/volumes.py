@@ -124,6 +124,20 @@ def method_of_disks_batch(
     return volumes_px * mm_per_pixel**3 / 1000.0
 
 
+def _narrow_end_first(diameters: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reverse the disk profile of every frame whose first half is wider than its second, so
+    that slab 0 is at the narrow end (the apex of an LV cut at its mitral annulus) whichever way
+    the principal axis happened to point. Where the two halves are about equal (a round LV) the
+    order hardly changes a biplane volume either way."""
+    half = diameters.shape[1] // 2
+    if half == 0:
+        return diameters, heights
+    flip = diameters[:, :half].sum(axis=1) > diameters[:, -half:].sum(axis=1)
+    diameters = diameters.copy()
+    diameters[flip] = diameters[flip, ::-1]
+    return diameters, heights
+
+
 def biplane_method_of_disks_batch(
     masks_a4c: np.ndarray, masks_a2c: np.ndarray, mm_per_pixel: float = DEFAULT_MM_PER_PIXEL, disks: int = DEFAULT_DISKS
 ) -> np.ndarray:
@@ -132,6 +146,9 @@ def biplane_method_of_disks_batch(
     Simpson's biplane rule (ASE/EACVI 2015): each of the ``disks`` slabs is an elliptical disk
     whose two diameters come from the same slab of the two views, ``V = Σ π/4 · a_i · b_i · h``,
     with ``h`` from the longer of the two long axes (the shorter view is the foreshortened one).
+    Slab i of each view counts from the same end, the apex: the principal axis has no
+    direction of its own (an LV tilted either side of vertical comes out pointing either way),
+    so each view's profile is turned, where needed, to start at its narrow end (``_narrow_end_first``).
     Frame ``t`` of one view is paired with frame ``t`` of the other, so the two sequences must be
     aligned by cardiac phase first. A frame empty in either view gives 0.
     """
@@ -144,8 +161,8 @@ def biplane_method_of_disks_batch(
         raise ValueError(f"mm_per_pixel must be > 0, got {mm_per_pixel}")
     volumes_px = np.zeros(len(masks_a4c))
     for i in range(0, len(masks_a4c), _FRAME_CHUNK):
-        d4, h4 = _disk_profiles_px(masks_a4c[i : i + _FRAME_CHUNK], disks)
-        d2, h2 = _disk_profiles_px(masks_a2c[i : i + _FRAME_CHUNK], disks)
+        d4, h4 = _narrow_end_first(*_disk_profiles_px(masks_a4c[i : i + _FRAME_CHUNK], disks))
+        d2, h2 = _narrow_end_first(*_disk_profiles_px(masks_a2c[i : i + _FRAME_CHUNK], disks))
         both = (h4 > 0) & (h2 > 0)
         volumes_px[i : i + len(h4)] = np.where(both, (np.pi / 4.0) * (d4 * d2).sum(axis=1) * np.maximum(h4, h2), 0.0)
     return volumes_px * mm_per_pixel**3 / 1000.0
