@@ -63,10 +63,15 @@ def _write(path: Path, text: str, encoding: str) -> None:
 def filelists(draw):
     columns = list(FILELIST_COLUMNS)
     if draw(st.booleans()):
-        columns = draw(st.lists(st.sampled_from(FILELIST_COLUMNS + ["Extra", " Split ", "filename"]), max_size=10))
+        columns = draw(st.lists(st.sampled_from(FILELIST_COLUMNS + ["Extra", " Split ", "filename", "View", "Heart"]), max_size=10))
+    elif draw(st.booleans()):  # the optional View / Heart columns of a multi-view folder
+        columns += ["View", "Heart"]
+    views = st.one_of(cells, st.sampled_from(["A4C", "a2c", " SAX ", "PLAX", ""]))
+    hearts = st.one_of(cells, st.sampled_from(["h1", "h2", ""]))
     rows = []
     for _ in range(draw(st.integers(0, 6))):
-        row = [draw(names) if c.strip() in ("FileName", "filename") else draw(cells) for c in columns]
+        column_values = {"FileName": names, "filename": names, "View": views, "Heart": hearts}
+        row = [draw(column_values.get(c.strip(), cells)) for c in columns]
         if "Split" in columns and draw(st.booleans()):
             row[columns.index("Split")] = draw(st.sampled_from(["TRAIN", "VAL", "TEST"]))
         rows.append(row[: draw(st.integers(0, len(row)))] if draw(st.integers(0, 9)) == 0 else row)

@@ -5,6 +5,14 @@
 style). Problems a user can fix in the files are errors naming the file and row; problems that
 EchoNet itself has in a handful of videos (too few traced frames, a missing video) are counted,
 logged skips, listed in ``DatasetIndex.skipped``.
+
+Views: a FileList.csv may carry a ``View`` column (A4C, A2C or SAX, any case; a blank cell or
+no column at all means A4C, as in EchoNet-Dynamic) and a ``Heart`` column naming the heart a
+video records (several views of one heart share it; blank or absent: None). They become
+``VideoRecord.view`` ("a4c", "a2c", "sax") and ``VideoRecord.heart``; ``paired_views`` pairs
+each heart's A4C and A2C records. A SAX video has no long-axis tracing: like any video without
+tracings it is skipped and counted as ``untraced`` when tracings are required, and kept as an
+untraced record when they are not.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from unilvseg.untrusted import check_name, name_problem
 log = logging.getLogger("unilvseg")
 
 SPLITS = ("train", "val", "test")
+#: Values of FileList's optional View column (lower case; the file may use any case).
+VIEWS = ("a4c", "a2c", "sax")
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mov", ".mkv")
 
 
@@ -42,6 +52,8 @@ class VideoRecord:
     es_frame: int | None = None
     ed_rows: np.ndarray | None = None
     es_rows: np.ndarray | None = None
+    view: str = "a4c"  # FileList's View column (a4c / a2c / sax); a4c when absent
+    heart: str | None = None  # FileList's Heart column: the heart several views record; None when absent
 
     @property
     def traced(self) -> bool:
@@ -78,7 +90,7 @@ def _read_filelist(root: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: FileList.csv not found (is --data_path an EchoNet-Dynamic folder?)")
     try:
-        table = pd.read_csv(path, encoding="utf-8-sig", dtype={"FileName": str, "Split": str})
+        table = pd.read_csv(path, encoding="utf-8-sig", dtype={"FileName": str, "Split": str, "View": str, "Heart": str})
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -112,7 +124,31 @@ def _read_filelist(root: Path) -> pd.DataFrame:
         names = sorted(set(table.loc[duplicated, "FileName"]))
         rows = (np.flatnonzero(duplicated) + 2)[:6].tolist()
         raise DataError(f"{path}: FileName listed more than once: {names[:5]} (lines {rows})")
+    _read_views(table, path)
     return table
+
+
+def _read_views(table: pd.DataFrame, path: Path) -> None:
+    """Normalise the optional View and Heart columns in place (absent: a4c / None)."""
+    views = table["View"] if "View" in table.columns else pd.Series("", index=table.index)
+    views = views.fillna("").astype(str).str.strip().str.lower().replace("", "a4c")
+    unknown = ~views.isin(VIEWS)
+    if unknown.any():
+        lines = (np.flatnonzero(unknown) + 2)[:5].tolist()
+        shown = "; ".join(f"line {line} ({name}): {value!r}" for line, name, value in zip(
+            lines, table.loc[unknown, "FileName"], table.loc[unknown, "View"]))
+        raise DataError(f"{path}: unknown View {shown}; expected A4C, A2C or SAX (any case; blank means A4C)")
+    table["View"] = views
+    hearts = table["Heart"] if "Heart" in table.columns else pd.Series(None, index=table.index, dtype=object)
+    hearts = hearts.astype(object).where(hearts.notna(), "").astype(str).str.strip()
+    table["Heart"] = pd.Series([h or None for h in hearts], index=table.index, dtype=object)
+    # Two videos of one heart in the same view cannot be told apart when pairing views.
+    keyed = hearts != ""
+    repeated = keyed & table.duplicated(["Heart", "View"], keep=False)
+    if repeated.any():
+        lines = (np.flatnonzero(repeated) + 2)[:6].tolist()
+        pairs = sorted({f"{h} {v.upper()}" for h, v in zip(table.loc[repeated, "Heart"], table.loc[repeated, "View"])})[:5]
+        raise DataError(f"{path}: more than one video of the same heart and view: {pairs} (lines {lines})")
 
 
 def _number(value) -> float | None:
@@ -174,6 +210,8 @@ def load_index(
             ef=_number(row.get("EF")),
             edv=_number(row.get("EDV")),
             esv=_number(row.get("ESV")),
+            view=row["View"],
+            heart=row["Heart"] if isinstance(row["Heart"], str) else None,
         )
         problem = _attach_tracings(record, tracings.get(name))
         if problem is not None:
@@ -196,6 +234,14 @@ def load_index(
             + ")"
         )
     return DatasetIndex(records, root, skipped)
+
+
+def paired_views(index: DatasetIndex) -> list[tuple[VideoRecord, VideoRecord]]:
+    """``(A4C record, A2C record)`` of every heart (FileList's ``Heart`` column) that has both in
+    ``index``, in the order of the A4C records; hearts with one of the two (another split, a
+    skipped video) and records without a Heart are left out."""
+    a2c = {r.heart: r for r in index.records if r.heart is not None and r.view == "a2c"}
+    return [(r, a2c[r.heart]) for r in index.records if r.heart is not None and r.view == "a4c" and r.heart in a2c]
 
 
 def _attach_tracings(record: VideoRecord, traced: TracedVideo | None) -> tuple[str, str] | None:
