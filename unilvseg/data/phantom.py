@@ -1,4 +1,5 @@
-"""Synthetic apical-4-chamber echo videos in the exact EchoNet-Dynamic on-disk format.
+"""Synthetic apical-4-chamber echo videos (and, on request, A2C and SAX views of the same
+hearts) in the exact EchoNet-Dynamic on-disk format.
 
 The phantom lets every part of the project (loaders, training, evaluation, the CLIs) run end to
 end without the real data set, and gives a dense ground truth that real data lacks: the LV mask
@@ -23,7 +24,16 @@ traced chords, the dense masks and the image all come from one geometry:
 * ``EF``/``EDV``/``ESV`` come from those chords by Simpson's monoplane method of disks at an
   assumed ``MM_PER_PIXEL``, so they agree with what any loader recomputes from the tracings.
 
-CLI: ``python -m unilvseg.data.phantom --out DIR --videos N --seed S``.
+Views (``views=`` / ``--views a4c a2c sax``): each heart's LV is a 3D body whose cross-section
+at every level is an ellipse of diameters D4 (septal-lateral, the A4C width profile above) and
+D2 = ellipticity x D4 (anterior-inferior, one ellipticity per heart). The A2C video is its
+long-axis section turned 90 degrees about the long axis (LV, myocardium, LA), the SAX video
+its mid-papillary cross-section (LV, myocardium, RV crescent), both with the A4C's timing.
+FileList then gains ``View``, ``Heart`` and ``Ellipticity`` columns, and EF/EDV/ESV of every
+row are the 3D body's exact volumes (``true_volumes_ml``) instead of the A4C chords' disks.
+The default (A4C only) writes the same files as before, byte for byte. See docs/views.md.
+
+CLI: ``python -m unilvseg.data.phantom --out DIR --videos N --seed S [--views a4c a2c sax]``.
 """
 
 from __future__ import annotations
@@ -67,6 +77,20 @@ _SPECKLE_STEP = 3
 # Frames rendered together: bounds memory (~20 float32 temporaries of this many frames) while
 # keeping numpy's per-call overhead negligible.
 _FRAME_BLOCK = 48
+#: Views a phantom heart can be recorded in (``generate_phantom(views=...)``), in file order.
+VIEWS = ("a4c", "a2c", "sax")
+#: The ``View`` column's spelling of each view.
+VIEW_LABELS = {"a4c": "A4C", "a2c": "A2C", "sax": "SAX"}
+#: FileName suffix of each view's video (A4C keeps the heart's own name).
+VIEW_SUFFIXES = {"a4c": "", "a2c": "_A2C", "sax": "_SAX"}
+#: Ellipticity D2/D4 of the 3D LV is drawn uniformly from this range (one value per heart).
+ELLIPTICITY_RANGE = (0.85, 1.15)
+#: The SAX section cuts the LV at this fraction of its length from the apex (mid-papillary).
+SAX_LEVEL = 0.5
+# Random streams of the extra views: [seed, video, _VIEW_STREAM] draws the ellipticity and
+# [seed, video, _VIEW_STREAM, k] the k-th view's pose, appearance and speckle, so the A4C
+# video (stream [seed, video]) is the same whichever views are written.
+_VIEW_STREAM = 0x5EC7105
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,13 @@ class HeartParams:
     wobble_phase: float
     speckle_static: float
     rv_shortening: float = 0.25  # RV width ES/ED fall: a normal RV's fractional area change is ~40-50 %
+    # The section these parameters draw (VIEWS): "a4c" (the fields above as described), "a2c"
+    # (half_width, asymmetry, pose and appearance of the A2C recording, see _view_params) or
+    # "sax" (apex_x/apex_y are the LV centre in the image, axis_angle the section's rotation).
+    view: str = "a4c"
+    # D2 / D4 of the 3D LV: its anterior-inferior diameter (A2C) over its septal-lateral one
+    # (A4C), the same at every level and every frame.
+    ellipticity: float = 1.0
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -313,10 +344,12 @@ def _inside(*margins):
 
 def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Video (T, H, W) uint8, LV masks (T, H, W) uint8 and the label map of every structure
-    (T, H, W) uint8 (unilvseg.data.structures.STRUCTURES) for one phantom.
+    (T, H, W) uint8 (unilvseg.data.structures.STRUCTURES) for one phantom, in ``p.view``.
 
     Only pixels inside the fan (plus the LV's bounding box, so a mask is never clipped by the
-    fan) are rendered, as a (frames, pixels) array; the rest stays black / background.
+    fan) are rendered, as a (frames, pixels) array; the rest stays black / background. Every
+    view shares this pipeline (fan, clutter, speckle, gain, gamma); only the LV's bounding box
+    and the anatomy (``_reflectivity``) depend on the view.
     """
     n, size = p.n_frames, FRAME_SIZE
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
@@ -332,10 +365,16 @@ def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.
     clutter = ndimage.zoom(rng.uniform(0.0, 1.0, (10, 10)).astype(np.float32), size / 10, order=3)[:size, :size]
     background = 0.05 + 0.2 * np.clip(clutter, 0.0, 1.0) ** 2 + 0.5 * np.exp(-depth / 6.0)
 
-    ed_rows = _tracing_rows(p, geo, int(np.argmin(geo.c)))
+    if p.view == "sax":
+        # The LV's epicardial ellipse (largest at ED) wherever the wobble takes its centre.
+        semi = float(geo.half_width.max() * _sax_profile(p) * max(1.0, p.ellipticity) + geo.wall.max())
+        x0, y0 = np.floor(geo.apex_x.min() - semi - 3), np.floor(geo.apex_y.min() - semi - 3)
+        x1, y1 = np.ceil(geo.apex_x.max() + semi + 3), np.ceil(geo.apex_y.max() + semi + 3)
+    else:
+        ed_rows = _tracing_rows(p, geo, int(np.argmin(geo.c)))
+        x0, y0 = np.floor(ed_rows[:, [0, 2]].min() - 3), np.floor(ed_rows[:, [1, 3]].min() - 3)
+        x1, y1 = np.ceil(ed_rows[:, [0, 2]].max() + 3), np.ceil(ed_rows[:, [1, 3]].max() + 3)
     box = np.zeros((size, size), dtype=bool)
-    x0, y0 = np.floor(ed_rows[:, [0, 2]].min() - 3), np.floor(ed_rows[:, [1, 3]].min() - 3)
-    x1, y1 = np.ceil(ed_rows[:, [0, 2]].max() + 3), np.ceil(ed_rows[:, [1, 3]].max() + 3)
     box[max(0, int(y0)) : int(y1) + 1, max(0, int(x0)) : int(x1) + 1] = True
     pixels = np.flatnonzero((fan > 0).ravel() | box.ravel())
     px, py = xs.ravel()[pixels], ys.ravel()[pixels]
@@ -353,6 +392,7 @@ def _render(p: HeartParams, geo: _Frames, rng: np.random.Generator) -> tuple[np.
             return values[block].astype(np.float32)[:, None]
 
         ox, oy = px[None] - per_frame(geo.apex_x), py[None] - per_frame(geo.apex_y)
+        # SAX: a is from the LV centre towards the inferior wall, l towards the lateral wall.
         a = ox * np.float32(along[0]) + oy * np.float32(along[1])  # along the LV long axis from its apex
         l = ox * np.float32(across[0]) + oy * np.float32(across[1])  # across it, + towards the lateral wall
         reflect, lv_mask, structure_labels = _reflectivity(
@@ -375,7 +415,15 @@ def _lv_inside(a, l, length, septal, lateral):
 
 def _reflectivity(p, a, l, length, width, wall, rv_width, atrium_scale, closed, background):
     """Echogenicity (before speckle and gain), the exact LV mask and the label map of every
-    structure on (frames, pixels) arrays."""
+    structure on (frames, pixels) arrays.
+
+    A4C: LV, myocardium, LA, RV and RA. A2C: the same long-axis section turned 90 degrees
+    about the LV's long axis (its width from ``p.half_width``, see ``_view_params``), so LV,
+    myocardium and LA only. SAX: ``_sax_reflectivity``.
+    """
+    if p.view == "sax":
+        return _sax_reflectivity(p, a, l, width, wall, rv_width, background)
+    right_heart = p.view == "a4c"
     s = a / length
     septal, lateral = _lv_half_widths(s, width, p)
     lv_mask = _lv_inside(a, l, length, septal, lateral)
@@ -396,19 +444,23 @@ def _reflectivity(p, a, l, length, width, wall, rv_width, atrium_scale, closed, 
     # RV: bullet against the septum's outer surface, shorter and narrower than the LV.
     rv_start = p.rv_start * length
     rv_end = 0.95 * length
-    q = -out_septal - l  # distance into the RV from the septum
-    rv_half = (2.0 * rv_width) * _profile((a - rv_start) / (rv_end - rv_start), 0.6, 0.05)
-    rv_cavity = _inside(q, rv_half - q, a - rv_start, rv_end + 1.0 - a)
-    rv_out = (2.0 * rv_width + 3.0) * _profile((a - rv_start + 3.0) / (rv_end - rv_start + 3.0), 0.6, 0.05)
-    rv_wall = _inside(q + 1.0, rv_out - q, a - rv_start + 3.0, rv_end + 1.5 - a)
+    if right_heart:
+        q = -out_septal - l  # distance into the RV from the septum
+        rv_half = (2.0 * rv_width) * _profile((a - rv_start) / (rv_end - rv_start), 0.6, 0.05)
+        rv_cavity = _inside(q, rv_half - q, a - rv_start, rv_end + 1.0 - a)
+        rv_out = (2.0 * rv_width + 3.0) * _profile((a - rv_start + 3.0) / (rv_end - rv_start + 3.0), 0.6, 0.05)
+        rv_wall = _inside(q + 1.0, rv_out - q, a - rv_start + 3.0, rv_end + 1.5 - a)
 
     # Atria: ellipses hanging below the valve plane; they fill while the ventricles empty.
     la_len, la_wid = p.atrium_length * atrium_scale, p.atrium_width * atrium_scale
     la_margin = (1.0 - np.hypot((a - length - 0.85 * la_len) / la_len, l / la_wid)) * la_wid
-    ra_len, ra_wid = 0.9 * la_len, 0.85 * la_wid
-    ra_centre = -(la_wid + ra_wid + 3.0)  # beside the LA, an interatrial septum apart
-    ra_margin = (1.0 - np.hypot((a - rv_end - 0.85 * ra_len) / ra_len, (l - ra_centre) / ra_wid)) * ra_wid
-    atria_margin = np.maximum(la_margin, ra_margin)
+    if right_heart:
+        ra_len, ra_wid = 0.9 * la_len, 0.85 * la_wid
+        ra_centre = -(la_wid + ra_wid + 3.0)  # beside the LA, an interatrial septum apart
+        ra_margin = (1.0 - np.hypot((a - rv_end - 0.85 * ra_len) / ra_len, (l - ra_centre) / ra_wid)) * ra_wid
+        atria_margin = np.maximum(la_margin, ra_margin)
+    else:
+        atria_margin = la_margin
     atria_cavity = _ramp(atria_margin.copy())
     atria_wall = _ramp(atria_margin + 2.5)
 
@@ -423,18 +475,83 @@ def _reflectivity(p, a, l, length, width, wall, rv_width, atrium_scale, closed, 
     # its anti-aliased edge; where shapes meet, the LV cavity wins, then the myocardium, the RV
     # and the atria (the LA ellipse reaches up to the annulus).
     labels = np.zeros(lv_mask.shape, dtype=np.uint8)
-    labels[ra_margin > 0] = STRUCTURES["ra"]
+    if right_heart:
+        labels[ra_margin > 0] = STRUCTURES["ra"]
     labels[la_margin > 0] = STRUCTURES["la"]
-    labels[rv_cavity >= 0.5] = STRUCTURES["rv"]
+    if right_heart:
+        labels[rv_cavity >= 0.5] = STRUCTURES["rv"]
     labels[myocardium] = STRUCTURES["myo"]
     labels[lv_mask] = STRUCTURES["lv"]
 
-    tissue = np.maximum(np.maximum(lv_wall, rv_wall), atria_wall)
-    cavity = np.maximum(np.maximum(lv_cavity, rv_cavity), atria_cavity)
+    if right_heart:
+        tissue = np.maximum(np.maximum(lv_wall, rv_wall), atria_wall)
+        cavity = np.maximum(np.maximum(lv_cavity, rv_cavity), atria_cavity)
+    else:
+        tissue = np.maximum(lv_wall, atria_wall)
+        cavity = np.maximum(lv_cavity, atria_cavity)
     reflect = background + (p.wall_brightness - background) * tissue
     blood = 0.06 + 0.25 * np.exp(np.maximum(a, 0.0) * (-1.0 / 12.0))  # near-field haze fills the apex
     reflect += (blood - reflect) * cavity
     reflect = np.maximum(reflect, 0.75 * valve)
+    return reflect, lv_mask, labels
+
+
+def _sax_profile(p: HeartParams) -> float:
+    """The LV's septal-lateral half-diameter at ``SAX_LEVEL`` over ``half_width`` (the A4C profile)."""
+    return float(_profile(SAX_LEVEL, p.profile_bluntness, p.basal_narrowing))
+
+
+def _ellipse_margin(x, y, rx, ry):
+    """Signed distance (pixels, > 0 inside) from (x, y) to the centred ellipse with semi-axes
+    rx, ry, measured along the ray from its centre: exact in sign, and close to the true
+    distance near the curve of a nearly round ellipse (enough for anti-aliased edges)."""
+    r = np.hypot(x, y)
+    rho = np.hypot(x / rx, y / ry)
+    radius = np.where(rho > 1e-3, r / np.maximum(rho, 1e-3), np.minimum(rx, ry))  # the ellipse's radius on this ray
+    return radius - r
+
+
+def _sax_reflectivity(p, a, l, width, wall, rv_width, background):
+    """The short-axis section at ``SAX_LEVEL`` (mid-papillary): echogenicity, exact LV mask and
+    label map (lv, myo, rv) on (frames, pixels) arrays; ``l`` runs from the LV centre towards
+    the lateral wall (image right), ``a`` towards the inferior wall (image down).
+
+    The cavity is the 3D LV's cross-section there: an ellipse of diameters D4 (septal-lateral,
+    the A4C profile's width at that level) and D2 = ellipticity x D4 (anterior-inferior). The
+    myocardium is the ring out to the ellipse grown by the wall thickness; the RV a crescent
+    against the septal (left) side, wrapping a little towards the anterior wall, whose
+    thickness at the septum is ``rv_width``. Two papillary muscles brighten the cavity's
+    inferior half in the image only: the truth counts them as cavity, as LV volumes do.
+    """
+    x, y = l, a
+    rx = width * np.float32(_sax_profile(p))
+    ry = rx * np.float32(p.ellipticity)
+    lv_mask = (x / rx) ** 2 + (y / ry) ** 2 <= 1.0
+    lv_cavity = _ramp(_ellipse_margin(x, y, rx, ry))
+    outer_x, outer_y = rx + wall, ry + wall
+    epicardium = _ellipse_margin(x, y, outer_x, outer_y)
+    myocardium = (epicardium >= 0) & ~lv_mask
+    lv_wall = _ramp(epicardium)
+    if p.lateral_dropout > 0:  # the lateral wall runs along the beam at mid-height
+        lv_wall *= 1.0 - p.lateral_dropout * np.exp(-((y / (0.45 * outer_y)) ** 2)) * (x > 0)
+
+    # RV: the part of an ellipse left of the LV that lies outside the LV's epicardium.
+    left, right = -(outer_x + rv_width), 0.3 * outer_x
+    rv_outer = _ellipse_margin(x - 0.5 * (left + right), y + 0.25 * outer_y, 0.5 * (right - left), 1.2 * outer_y)
+    rv_cavity = _ramp(np.minimum(rv_outer, -epicardium))
+    rv_wall = _ramp(rv_outer + 2.0)
+
+    labels = np.zeros(lv_mask.shape, dtype=np.uint8)
+    labels[rv_cavity >= 0.5] = STRUCTURES["rv"]
+    labels[myocardium] = STRUCTURES["myo"]
+    labels[lv_mask] = STRUCTURES["lv"]
+
+    reflect = background + (p.wall_brightness - background) * np.maximum(lv_wall, rv_wall)
+    reflect += (np.float32(0.06) - reflect) * np.maximum(lv_cavity, rv_cavity)
+    for angle in (np.deg2rad(40.0), np.deg2rad(140.0)):  # anterolateral and posteromedial papillary muscles
+        centre_x, centre_y = 0.55 * np.cos(angle) * rx, 0.55 * np.sin(angle) * ry
+        papillary = _ramp(0.17 * rx - np.hypot(x - centre_x, y - centre_y))
+        reflect = np.maximum(reflect, 0.8 * p.wall_brightness * papillary)
     return reflect, lv_mask, labels
 
 
@@ -550,10 +667,91 @@ def _splits(seed: int, videos: int) -> list[str]:
     return [labels[i] for i in order]
 
 
-def _make_video(task: tuple) -> tuple[dict, list[list]]:
-    """Render and write one video + masks; return its FileList row and tracing rows."""
+def _view_params(p: HeartParams, view: str, rng: np.random.Generator) -> HeartParams:
+    """The same heart (anatomy, size, timing, fan) recorded in another view, with that
+    recording's own pose, gain, wall dropout, breathing drift and speckle.
+
+    A2C: the long-axis section turned 90 degrees about the long axis, so its width profile is
+    ``ellipticity`` x the A4C one (``half_width`` scaled) at the same length; its own
+    anterior/inferior asymmetry (which moves the cavity's centre line, not its width); the LV
+    centred in the fan, nearly upright. SAX: ``apex_x``/``apex_y`` become the LV centre, right
+    of the fan's axis so that the RV fits on the left, deep enough to clear the near field and
+    shallow enough to keep the whole LV in the frame; ``axis_angle`` turns the section.
+    """
+    appearance = dict(
+        attenuation_px=_uniform(rng, 90.0, 220.0),
+        gain=_uniform(rng, 1.2, 1.7),
+        gamma=_uniform(rng, 0.8, 1.1),
+        wall_brightness=_uniform(rng, 0.4, 0.6),
+        lateral_dropout=_uniform(rng, 0.0, 0.6),
+        dropout_at=_uniform(rng, 0.3, 0.8),
+        wobble_amplitude=_uniform(rng, 0.0, 1.0),
+        wobble_period=_uniform(rng, 120.0, 250.0),
+        wobble_phase=_uniform(rng, 0.0, 2 * np.pi),
+        speckle_static=_uniform(rng, 0.2, 0.5),
+    )
+    if view == "a2c":
+        angle = float(np.deg2rad(_uniform(rng, -8.0, 8.0)))
+        return replace(
+            p, view="a2c", half_width=p.half_width * p.ellipticity, asymmetry=_uniform(rng, -0.08, 0.08),
+            apex_x=p.fan_x + _uniform(rng, -3.0, 5.0),
+            apex_y=min(p.apex_y, FRAME_SIZE - 6.0 - p.length * float(np.cos(angle))),
+            axis_angle=angle, **appearance,
+        )
+    if view == "sax":
+        # Largest epicardial semi-axis (the wall is thickest at ES, the cavity largest at ED) + drift.
+        reach = p.half_width * _sax_profile(p) * max(1.0, p.ellipticity) + p.wall * (2.0 - p.width_shortening) + 1.0
+        return replace(
+            p, view="sax", apex_x=p.fan_x + _uniform(rng, 4.0, 10.0),
+            apex_y=min(p.fan_y + _uniform(rng, 52.0, 64.0), FRAME_SIZE - 4.0 - reach),
+            axis_angle=float(np.deg2rad(_uniform(rng, -15.0, 15.0))), **appearance,
+        )
+    raise ValueError(f"no view parameters for {view!r}")
+
+
+#: Samples of the fine midpoint rule for the 3D LV's volume (error far below 1e-6 relative).
+_TRUTH_SAMPLES = 100_000
+
+
+def true_volumes_ml(p: HeartParams, geo: _Frames) -> np.ndarray:
+    """Volume in mL of the 3D LV of heart ``p`` (its A4C parameters) on every frame of ``geo``.
+
+    Each cross-section at distance x from the apex is an ellipse of diameters D4(x) (the A4C
+    cavity's width, ``2 W profile(x / L)``) and D2(x) = ellipticity x D4(x), so
+    V = pi/4 int_0^L D4 D2 dx = pi e W^2 L int_0^1 profile(s)^2 ds, the integral by a fine
+    midpoint rule. The biplane method of disks is the 20-slab discrete form of this integral.
+    """
+    s = (np.arange(_TRUTH_SAMPLES) + 0.5) / _TRUTH_SAMPLES
+    shape = float(np.mean(_profile(s, p.profile_bluntness, p.basal_narrowing) ** 2))
+    volumes_px = np.pi * p.ellipticity * geo.half_width**2 * geo.length * shape
+    return volumes_px * MM_PER_PIXEL**3 / 1000.0
+
+
+def _tracings_usable(p: HeartParams, geo: _Frames, ed: int, es: int) -> tuple[bool, np.ndarray, np.ndarray]:
+    """(usable, ED rows, ES rows): the tracings lie inside the frame and their EchoNet
+    rasterisation matches the dense truth to ``MIN_TRACED_DICE`` at both frames."""
+    ed_rows, es_rows = _tracing_rows(p, geo, ed), _tracing_rows(p, geo, es)
+    # Rasterising rounded chord ends (EchoNet's rule) adds about half a pixel all round;
+    # redraw the rare small, oblique hearts where that costs the tracing too much Dice, and
+    # the rare poses that push the LV out of the frame.
+    inside = np.all((ed_rows >= 2.0) & (ed_rows <= FRAME_SIZE - 3.0))
+    usable = inside and min(_traced_dice(p, geo, ed, ed_rows), _traced_dice(p, geo, es, es_rows)) >= MIN_TRACED_DICE
+    return bool(usable), ed_rows, es_rows
+
+
+def _tracing_table(name: str, index: int, ed: int, es: int, ed_rows: np.ndarray, es_rows: np.ndarray) -> list[list]:
+    # The file order of traced frames is not a promise: every other video lists ES first
+    # (as the real files do), the rest ED first.
+    order = [(es, es_rows), (ed, ed_rows)] if index % 2 == 0 else [(ed, ed_rows), (es, es_rows)]
+    return [[f"{name}.avi", *map(float, row), frame] for frame, rows in order for row in rows]
+
+
+def _make_video(task: tuple) -> tuple[list[dict], list[list]]:
+    """Render and write one heart's video + masks in each requested view; return its FileList
+    rows (one per view, A4C first) and tracing rows."""
     seed, index, name, min_frames, max_frames, root, *rest = task
     pathologies = rest[0] if rest else 0.0
+    views = tuple(rest[1]) if len(rest) > 1 else ("a4c",)
     root = Path(root)
     rng = np.random.default_rng([seed, index])
     # Pathologies draw from a stream of their own: a phantom without them is unchanged.
@@ -570,31 +768,50 @@ def _make_video(task: tuple) -> tuple[dict, list[list]]:
         geo = _frame_geometry(params)
         ed = params.ed_frame
         es = ed + int(np.argmax(geo.c[ed : ed + int(np.ceil(params.period * 0.7))]))
-        ed_rows, es_rows = _tracing_rows(params, geo, ed), _tracing_rows(params, geo, es)
-        # Rasterising rounded chord ends (EchoNet's rule) adds about half a pixel all round;
-        # redraw the rare small, oblique hearts where that costs the tracing too much Dice, and
-        # the rare poses that push the LV out of the frame.
-        inside = np.all((ed_rows >= 2.0) & (ed_rows <= FRAME_SIZE - 3.0))
-        if inside and min(_traced_dice(params, geo, ed, ed_rows), _traced_dice(params, geo, es, es_rows)) >= MIN_TRACED_DICE:
+        usable, ed_rows, es_rows = _tracings_usable(params, geo, ed, es)
+        if usable:
             break
-    video, masks, labels = _render(params, geo, rng)
     edv, esv = _disk_volume_ml(ed_rows), _disk_volume_ml(es_rows)
     ef = 100.0 * (edv - esv) / edv
-
-    _write_video(root / "Videos" / f"{name}.avi", video)
-    save_npz(root / "ReferenceMasks" / f"{name}.npz", masks=masks, labels=labels)
-
-    # The file order of traced frames is not a promise: every other video lists ES first
-    # (as the real files do), the rest ED first.
-    order = [(es, es_rows), (ed, ed_rows)] if index % 2 == 0 else [(ed, ed_rows), (es, es_rows)]
-    tracing = [[f"{name}.avi", *map(float, row), frame] for frame, rows in order for row in rows]
-    filelist_row = {
+    row = {
         "FileName": name, "EF": ef, "ESV": esv, "EDV": edv, "FrameHeight": FRAME_SIZE,
         "FrameWidth": FRAME_SIZE, "FPS": FPS, "NumberOfFrames": n_frames, "Split": None,
     }
     if pathologies:
-        filelist_row["Pathology"] = pathology or "none"
-    return filelist_row, tracing
+        row["Pathology"] = pathology or "none"
+    multi_view = views != ("a4c",)
+    if multi_view:
+        # The 3D heart: one ellipticity per heart (its own stream), and the truth of its volume.
+        params = replace(params, ellipticity=_uniform(np.random.default_rng([seed, index, _VIEW_STREAM]), *ELLIPTICITY_RANGE))
+        volumes = true_volumes_ml(params, geo)
+        edv, esv = float(volumes[ed]), float(volumes[es])
+        row.update(EF=100.0 * (edv - esv) / edv, ESV=esv, EDV=edv, Heart=name, Ellipticity=params.ellipticity)
+
+    rows, tracing = [], []
+    for k, view in enumerate(VIEWS):
+        if view not in views:
+            continue
+        view_name = name + VIEW_SUFFIXES[view]
+        if view == "a4c":
+            view_params, view_geo, view_rng = params, geo, rng
+            rows_ed, rows_es = ed_rows, es_rows
+        else:
+            view_rng = np.random.default_rng([seed, index, _VIEW_STREAM, k])
+            for _ in range(_MAX_DRAWS):
+                view_params = _view_params(params, view, view_rng)
+                view_geo = _frame_geometry(view_params)
+                if view == "sax":
+                    break
+                usable, rows_ed, rows_es = _tracings_usable(view_params, view_geo, ed, es)
+                if usable:
+                    break
+        video, masks, labels = _render(view_params, view_geo, view_rng)
+        _write_video(root / "Videos" / f"{view_name}.avi", video)
+        save_npz(root / "ReferenceMasks" / f"{view_name}.npz", masks=masks, labels=labels)
+        if view != "sax":  # a short-axis section has no long axis to trace
+            tracing += _tracing_table(view_name, index, ed, es, rows_ed, rows_es)
+        rows.append({**row, "FileName": view_name, **({"View": VIEW_LABELS[view]} if multi_view else {})})
+    return rows, tracing
 
 
 def generate_phantom(
@@ -606,11 +823,20 @@ def generate_phantom(
     workers: int = 1,
     overwrite: bool = False,
     pathologies: float = 0.0,
+    views: tuple[str, ...] | list[str] = ("a4c",),
 ) -> Path:
     """Write a phantom EchoNet-Dynamic folder at ``out_dir`` and return its path.
 
     ``pathologies`` (0-1): the share of hearts given one of ``PATHOLOGIES`` (a ``Pathology``
     column in FileList.csv names it, ``none`` for the others); 0 writes the usual phantom.
+
+    ``views``: any of ``VIEWS`` (a4c, a2c, sax). Each heart is written once per view, with the
+    same anatomy and timing. ``("a4c",)`` (the default) writes the usual phantom. Otherwise
+    FileList.csv gains ``View`` (A4C / A2C / SAX), ``Heart`` (the heart's A4C FileName) and
+    ``Ellipticity`` columns, non-A4C videos are named ``<heart>_A2C`` / ``<heart>_SAX``, and
+    every row's EF/EDV/ESV is the truth of the heart's 3D LV (``true_volumes_ml``) at the traced
+    ED and ES frames, not the A4C chords' method of disks. SAX videos have no tracings. The A4C
+    files (video, masks, tracings) are the same as in the A4C-only phantom of the same seed.
 
     Same (videos, seed, min_frames, max_frames) -> identical CSVs, masks and video frames,
     whatever ``workers`` is. ``out_dir`` must be absent or empty unless ``overwrite`` and it
@@ -623,6 +849,7 @@ def generate_phantom(
         raise UserError(f"--min_frames {min_frames} / --max_frames {max_frames}: need 8 <= min_frames <= max_frames")
     if workers < 1:
         raise UserError(f"--workers {workers}: need at least 1")
+    views = _check_views(views)  # before anything is written
     if out.exists():
         if not out.is_dir():
             raise UserError(f"--out {out}: is a file, expected a folder")
@@ -640,23 +867,38 @@ def generate_phantom(
     names = _file_names(seed, videos)
     if not 0.0 <= pathologies <= 1.0:
         raise UserError(f"--pathologies {pathologies}: a share between 0 and 1")
-    tasks = [(seed, i, name, min_frames, max_frames, str(out), pathologies) for i, name in enumerate(names)]
+    tasks = [(seed, i, name, min_frames, max_frames, str(out), pathologies, views) for i, name in enumerate(names)]
     if workers == 1:
         results = [_make_video(task) for task in tasks]
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             results = list(pool.map(_make_video, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
 
-    rows = [row for row, _ in results]
-    for row, split in zip(rows, _splits(seed, videos)):
-        row["Split"] = split
-    filelist = pd.DataFrame(rows, columns=FILELIST_COLUMNS + (["Pathology"] if pathologies else []))
+    rows = []
+    for (heart_rows, _), split in zip(results, _splits(seed, videos)):
+        for row in heart_rows:  # every view of a heart in the same split
+            row["Split"] = split
+            rows.append(row)
+    extra = (["Pathology"] if pathologies else []) + (["View", "Heart", "Ellipticity"] if views != ("a4c",) else [])
+    filelist = pd.DataFrame(rows, columns=FILELIST_COLUMNS + extra)
     tracings = pd.DataFrame([r for _, t in results for r in t], columns=TRACING_COLUMNS)
     write_csv(filelist, out / "FileList.csv", float_format="%.4f")
     write_csv(tracings, out / "VolumeTracings.csv", float_format="%.4f")
     write_json(labels_json(), out / "ReferenceMasks" / LABELS_FILE)
-    write_text(f"phantom-{PHANTOM_VERSION} videos={videos} seed={seed}\n", out / COMPLETE_MARKER)
+    shown_views = f" views={','.join(views)}" if views != ("a4c",) else ""
+    write_text(f"phantom-{PHANTOM_VERSION} videos={videos} seed={seed}{shown_views}\n", out / COMPLETE_MARKER)
     return out
+
+
+def _check_views(views) -> tuple[str, ...]:
+    """The requested views in ``VIEWS`` order (so the order asked for changes nothing)."""
+    if isinstance(views, str):
+        views = [views]
+    asked = [str(v).strip().lower() for v in views]
+    unknown = [v for v in asked if v not in VIEWS]
+    if unknown or not asked:
+        raise UserError(f"--views {' '.join(map(str, views))}: expected one or more of {', '.join(VIEWS)}")
+    return tuple(v for v in VIEWS if v in asked)
 
 
 def _cache_root() -> Path:
@@ -716,15 +958,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing phantom at --out")
     parser.add_argument("--pathologies", type=float, default=0.0,
                         help=f"share of hearts (0-1) given one of: {', '.join(PATHOLOGIES)} (FileList column Pathology; default 0)")
+    parser.add_argument("--views", nargs="+", default=["a4c"], metavar="VIEW",
+                        help=f"views to record each heart in, any of {' '.join(VIEWS)} (default a4c); more than "
+                             "a4c adds FileList columns View, Heart and Ellipticity, and EF/EDV/ESV become the 3D LV's truth")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         out = generate_phantom(args.out, args.videos, args.seed, args.min_frames, args.max_frames,
-                               args.workers, args.overwrite, pathologies=args.pathologies)
+                               args.workers, args.overwrite, pathologies=args.pathologies, views=args.views)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"wrote {args.videos} phantom videos to {out} in {time.perf_counter() - started:.1f} s")
+    views = _check_views(args.views)
+    shown = f" ({len(views)} views each: {', '.join(VIEW_LABELS[v] for v in views)})" if views != ("a4c",) else ""
+    print(f"wrote {args.videos} phantom {'hearts' if shown else 'videos'}{shown} to {out} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
