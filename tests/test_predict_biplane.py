@@ -282,3 +282,46 @@ def test_a_folder_without_view_and_heart_columns_gets_no_biplane_csv(three_views
     assert assemble_biplane(Layout(save), str(root), settings()) is None
     assert assemble_biplane(Layout(save), None, settings()) is None  # --external_dir / --video_path
     assert not (save / "biplane.csv").exists()
+
+
+# -- evaluate_bootstrap.py ----------------------------------------------------------------------------
+def test_evaluation_reports_biplane_ef_beside_the_single_plane_one(three_views, tmp_path):
+    """evaluate_bootstrap.py on a folder with biplane.csv: biplane EF agreement per heart against
+    FileList's EF, and the A4C alone on the same hearts, with the same resamples; the other
+    blocks are those of the same folder without biplane.csv."""
+    from unilvseg.cli.evaluate import main as evaluate
+
+    layout = reference_predictions(three_views, tmp_path / "pred", rule="extremes", shift=0)
+    assemble_tables(layout)
+    assemble_biplane(layout, str(three_views), settings("extremes"))
+    assert evaluate(["--prediction_dir", str(layout.root), "--data_dir", str(three_views), "--output_dir", str(tmp_path / "eval"),
+                     "--split", "all", "--samples", "200"]) == 0
+    summary = pd.read_json(tmp_path / "eval" / "summary.json", typ="series")
+    block = summary["ef_biplane"]
+    table, truth = read_biplane(layout.root), filelist(three_views).set_index("FileName").EF
+    biplane_error, single_error = table.EF - truth[table.Heart].to_numpy(), table.EF_A4C - truth[table.Heart].to_numpy()
+    assert block["n_hearts"] == HEARTS and block["n_fallback"] == 0 and block["methods"] == {"biplane": HEARTS}
+    assert block["biplane"]["mae"] == pytest.approx(np.abs(biplane_error).mean(), abs=1e-3)
+    assert block["biplane"]["bias"] == pytest.approx(biplane_error.mean(), abs=1e-3)
+    assert block["single_plane_a4c"]["mae"] == pytest.approx(np.abs(single_error).mean(), abs=1e-3)
+    assert block["biplane"]["mae_low"] <= block["biplane"]["mae"] <= block["biplane"]["mae_high"]
+    scored = pd.read_csv(tmp_path / "eval" / "all_ef_biplane.csv", dtype={"Heart": str})
+    assert list(scored.Heart) == list(table.Heart)
+    np.testing.assert_allclose(scored.ReferenceEF, truth[table.Heart])
+    log_text = (tmp_path / "eval" / "log.csv").read_text()
+    assert f"all ef biplane mae: {block['biplane']['mae']:.2f}" in log_text and "all ef single-plane A4C mae:" in log_text
+
+    (layout.root / "biplane.csv").unlink()
+    assert evaluate(["--prediction_dir", str(layout.root), "--data_dir", str(three_views), "--output_dir", str(tmp_path / "plain"),
+                     "--split", "all", "--samples", "200"]) == 0
+    plain = pd.read_json(tmp_path / "plain" / "summary.json", typ="series")
+    assert "ef_biplane" not in plain and not (tmp_path / "plain" / "all_ef_biplane.csv").exists()
+    assert plain["ef"] == summary["ef"] and plain["overall"] == summary["overall"]
+    lines = (tmp_path / "eval" / "log.csv").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("# EF biplane"))
+    assert lines[start:start + 4] == [
+        "# EF biplane: biplane.csv vs FileList EF on 3 all heart(s) with A4C and A2C predicted; the A4C alone on the same hearts beside it",
+        *[line for line in lines[start + 1:start + 3] if line.startswith(("all ef biplane mae", "all ef single-plane A4C mae"))],
+        "| EF agreement (n=3) | estimate | 95% CI |",
+    ]
+    assert lines[:start] + lines[start + 9:] == (tmp_path / "plain" / "log.csv").read_text().splitlines()
