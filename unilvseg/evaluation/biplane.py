@@ -3,18 +3,20 @@
 
 FileList.csv names each video's ``View`` and ``Heart`` (``unilvseg.data.index``; see
 docs/views.md). :func:`write_biplane_table` runs when ``predict.py`` writes size.csv and
-volumes.csv (at the end of every run, or by the last shard to finish), so it sees every finished
-video of the folder, including those that an earlier run predicted. For each heart it reads the two stored
-masks files (``masks/<FileName>.npz``, one heart at a time) and calls
+volumes.csv (at the end of every run, or by the last shard to finish), so it sees every
+finished video of the folder, including those an earlier run predicted. For each heart it reads
+the two stored masks files (``masks/<FileName>.npz``, one heart at a time) and calls
 :func:`unilvseg.evaluation.volumes.biplane_volumes` with each video's FPS and predict.py's
-``--ed_es_rule`` and ``--mm_per_pixel``. The beats of the two views are paired by phase, not by frame index.
+``--ed_es_rule`` and ``--mm_per_pixel``: the beats of the two views are paired by phase, not
+by frame index.
 
 One row per heart, sorted by Heart (``BIPLANE_COLUMNS``):
 
 * ``Heart, FileName_A4C, FileName_A2C``;
 * ``EDV, ESV, EF, EFSD, Beats, BeatEFs, BeatFrames``: biplane_volumes' result. ``Beats`` is
   the number of paired ED/ES pairs that were averaged. ``BeatFrames`` gives each pair as
-  ``ED4-ES4/ED2-ES2`` (A4C frames / A2C frames), space-separated. A single-plane fallback gives ``ED-ES``;
+  ``ED4-ES4/ED2-ES2`` (A4C frames / A2C frames), space-separated; a single-plane fallback
+  gives ``ED-ES``;
 * ``EFRule``: each view's rule (``A4C rule / A2C rule``);
 * ``Method``: ``biplane``, or the single-plane fallback and why (e.g. ``single-plane A4C (no
   beat in the A2C video)``);
@@ -22,9 +24,10 @@ One row per heart, sorted by Heart (``BIPLANE_COLUMNS``):
 
 A heart gets a row only when both of its videos are finished (masks file and part). A heart
 with only one of the two (the other in a split not predicted, not decodable, or not yet done)
-has no row. Its single-plane figures are in volumes.csv, and the log counts such hearts. A folder whose
-FileList pairs no A4C with an A2C (every EchoNet-Dynamic folder: no View/Heart columns) gets
-no biplane.csv, and nothing else is read or written.
+has no row: its single-plane figures are in volumes.csv, and the log counts such hearts.
+A folder whose FileList.csv has no ``Heart`` column (every EchoNet-Dynamic folder) is left as
+it was: only that file's header is read. One whose Heart column pairs no A4C with an A2C gets
+no biplane.csv either.
 """
 
 from __future__ import annotations
