@@ -26,7 +26,7 @@ import torch
 from unilvseg.data.index import load_index
 from unilvseg.data.phantom import generate_phantom
 from unilvseg.evaluation.biplane import BIPLANE_COLUMNS, write_biplane_table
-from unilvseg.evaluation.predict import Layout, Settings, assemble_biplane, assemble_tables, write_video_outputs
+from unilvseg.evaluation.predict import Layout, Settings, assemble_biplane, assemble_tables, video_fps, write_video_outputs
 from unilvseg.evaluation.volumes import biplane_method_of_disks_batch, biplane_volumes, ejection_fraction
 
 HEARTS, SEED, FRAMES = 3, 0, (60, 90)
@@ -188,7 +188,7 @@ def test_a_heart_with_one_view_predicted_gets_no_row(three_views, tmp_path):
     layout.masks(f"{first}_A2C").unlink()
     layout.part(second).unlink()
     records = load_index(three_views, require_tracings=False).records
-    summary = write_biplane_table(layout, records, 1.4, "beats")
+    summary = write_biplane_table(layout, records, 1.4, "beats", video_fps, lambda record: None)
     assert summary.rows == 1 and summary.one_view_only == [first, second]
     assert "1 heart(s) with A4C and A2C predicted (1 biplane); 2 heart(s) with only one of the two views" in summary.describe()
     table = read_biplane(layout.root)

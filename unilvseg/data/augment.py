@@ -197,24 +197,3 @@ def unit_pixels(pixels: torch.Tensor, gain, offset) -> torch.Tensor:
     clip = pixels.to(torch.float32).mul_((gain / 255.0).to(torch.float32).view(shape))
     # Adding 0 and clamping values already in [0, 1] change nothing, so every clip takes both.
     return clip.add_(offset.view(shape)).clamp_(0.0, 1.0)
-
-
-AUGMENTATIONS = ("unilvseg", "published", "none")
-
-
-def make_augment(value):
-    """``--augment``: true/"unilvseg" (ClipAugment), "published"
-    (unilvseg.data.published_augment.PublishedAugment), false/"none"."""
-    from unilvseg.data.published_augment import PublishedAugment
-
-    if isinstance(value, (ClipAugment, PublishedAugment)):
-        return value
-    if value is True or value == "unilvseg":
-        return ClipAugment()
-    if value is False or value is None or value == "none":
-        return NO_AUGMENT
-    if value == "published":
-        return PublishedAugment()
-    from unilvseg.errors import UserError
-
-    raise UserError(f"--augment {value!r}: expected one of true, false, {', '.join(AUGMENTATIONS)}")

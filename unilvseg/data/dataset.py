@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from unilvseg.data.augment import NO_AUGMENT, ClipAugment, make_augment
+from unilvseg.data.augment import NO_AUGMENT, ClipAugment
+from unilvseg.data.published_augment import PublishedAugment
 from unilvseg.data.clips import ClipSampler
 from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
 from unilvseg.data.tracings import tracing_mask
@@ -56,6 +57,25 @@ def normalise_batch(batch: dict, mean: Sequence[float], std: Sequence[float]) ->
     batch["video"] = clip.sub_(mean_t).div_(std_t)
     return batch
 PHASES = {"ED": 1, "ES": 2}
+
+
+
+#: ``--augment`` values besides true/false: our augmentation, the published one, none.
+AUGMENTATIONS = ("unilvseg", "published", "none")
+
+
+def make_augment(value):
+    """``--augment``: true/"unilvseg" (ClipAugment), "published"
+    (unilvseg.data.published_augment.PublishedAugment), false/"none"."""
+    if isinstance(value, (ClipAugment, PublishedAugment)):
+        return value
+    if value is True or value == "unilvseg":
+        return ClipAugment()
+    if value is False or value is None or value == "none":
+        return NO_AUGMENT
+    if value == "published":
+        return PublishedAugment()
+    raise UserError(f"--augment {value!r}: expected one of true, false, {', '.join(AUGMENTATIONS)}")
 
 
 class ClipTargets(Protocol):

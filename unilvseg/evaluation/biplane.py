@@ -100,15 +100,13 @@ def _beat_frames(frames) -> str:
     return " ".join(cells)
 
 
-def biplane_row(record_a4c, record_a2c, masks_a4c, masks_a2c, rule: str, mm_per_pixel: float, single_a4c: dict | None = None) -> dict:
+def biplane_row(record_a4c, record_a2c, masks_a4c, masks_a2c, rule: str, mm_per_pixel: float, single_a4c: dict | None = None,
+                fps: tuple[float | None, float | None] = (None, None)) -> dict:
     """One biplane.csv row from the two views' masks (``single_a4c``: the A4C video's volumes.csv
-    figures ``{"EDV", "ESV", "EF"}``, NaN when not given)."""
-    from unilvseg.evaluation.predict import video_fps
+    figures ``{"EDV", "ESV", "EF"}``, NaN when not given; ``fps``: the two videos' frame rates)."""
     from unilvseg.evaluation.volumes import biplane_volumes
 
-    result = biplane_volumes(
-        masks_a4c, masks_a2c, rule=rule, fps_a4c=video_fps(record_a4c), fps_a2c=video_fps(record_a2c), mm_per_pixel=mm_per_pixel,
-    )
+    result = biplane_volumes(masks_a4c, masks_a2c, rule=rule, fps_a4c=fps[0], fps_a2c=fps[1], mm_per_pixel=mm_per_pixel)
     single_a4c = single_a4c or {}
     return {
         "Heart": record_a4c.heart,
@@ -138,14 +136,15 @@ def _stored_masks(path: Path) -> np.ndarray | None:
     return masks if masks.ndim == 3 else None
 
 
-def write_biplane_table(layout, records, mm_per_pixel: float, ed_es_rule: str) -> BiplaneSummary | None:
+def write_biplane_table(layout, records, mm_per_pixel: float, ed_es_rule: str, fps_of, single_plane_of) -> BiplaneSummary | None:
     """Write ``layout.root/biplane.csv`` (atomically) for the hearts of ``records`` whose A4C and
     A2C videos are both finished in the folder; None (and nothing written) when ``records`` pair
-    no A4C with an A2C."""
+    no A4C with an A2C. ``fps_of(record)`` gives a video's frame rate and ``single_plane_of(record)``
+    its finished single-plane figures ``{"EDV", "ESV", "EF"}`` (or None): the prediction
+    pipeline passes its own, so this module needs nothing from it."""
     import pandas as pd
 
     from unilvseg.data.index import DatasetIndex, paired_views
-    from unilvseg.evaluation.predict import read_part
     from unilvseg.io import write_csv
 
     pairs = paired_views(DatasetIndex(list(records), layout.root))
@@ -168,12 +167,8 @@ def write_biplane_table(layout, records, mm_per_pixel: float, ed_es_rule: str) -
         if masks_a4c is None or masks_a2c is None:
             summary.unreadable.append(record_a4c.heart)
             continue
-        try:
-            part = read_part(layout.part(record_a4c.file_name))
-            single = {key: float(part[key].iloc[0]) for key in ("EDV", "ESV", "EF")} if len(part) else None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, KeyError):
-            single = None
-        rows.append(biplane_row(record_a4c, record_a2c, masks_a4c, masks_a2c, ed_es_rule, mm_per_pixel, single))
+        rows.append(biplane_row(record_a4c, record_a2c, masks_a4c, masks_a2c, ed_es_rule, mm_per_pixel, single_plane_of(record_a4c),
+                                fps=(fps_of(record_a4c), fps_of(record_a2c))))
         del masks_a4c, masks_a2c  # one heart's masks in memory at a time
     table = pd.DataFrame(rows, columns=BIPLANE_COLUMNS)
     write_csv(table, layout.root / BIPLANE_FILE, float_format="%.4f")

@@ -31,7 +31,7 @@ def paired_comparison(
     other folder lacks are a UserError, or with ``allow_missing`` are left out of both sides.
     Returns the summary.json block and the log.csv lines.
     """
-    from unilvseg.evaluation.evaluate import _listing, traced_counts, traced_predictions
+    from unilvseg.evaluation.traced import listing, traced_counts, traced_predictions
 
     other_dir = Path(other_dir)
     if not other_dir.is_dir():
@@ -40,7 +40,7 @@ def paired_comparison(
         raise UserError(f"--compare {other_dir}: is --prediction_dir itself")
     kept, predictions, problems = traced_predictions(records, other_dir)
     if problems:
-        detail = _listing(problems.missing + problems.mismatched)
+        detail = listing(problems.missing + problems.mismatched)
         if not allow_missing:
             raise UserError(
                 f"--compare {other_dir}: {len(problems.missing) + len(problems.mismatched)} of the {len(records)} evaluated "
@@ -87,7 +87,7 @@ def seed_comparison(
     """
     from unilvseg.data.index import load_index
     from unilvseg.evaluation.bootstrap import seed_video_bootstrap_dice
-    from unilvseg.evaluation.evaluate import _listing, traced_counts, traced_predictions
+    from unilvseg.evaluation.traced import listing, traced_counts, traced_predictions
 
     if len(dirs_a) < 1 or len(dirs_b) < 1:
         raise UserError("--seeds needs at least one --prediction_dir and one --compare folder")
@@ -105,7 +105,7 @@ def seed_comparison(
         if problems and not allow_missing:
             raise UserError(
                 f"{folder}: {len(problems.missing) + len(problems.mismatched)} of the {len(records)} traced {split} videos have "
-                f"no usable prediction ({_listing(problems.missing + problems.mismatched)}); every seed must be scored on the "
+                f"no usable prediction ({listing(problems.missing + problems.mismatched)}); every seed must be scored on the "
                 "same videos (pass --allow_missing to use the videos every folder has)"
             )
         usable &= {r.file_name for r in kept}

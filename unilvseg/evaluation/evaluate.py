@@ -9,7 +9,8 @@ Prediction folder (written by ``predict.py``)::
     P/volumes.csv                     FileName,EDV,ESV,EF,EDFrame,ESFrame
     P/biplane.csv                     per heart (optional): Heart,FileName_A4C,FileName_A2C,EF,EF_A4C,Method,...
 
-For each traced frame the PNG is preferred; without it the frame is taken from the npz.
+For each traced frame the PNG is preferred; without it the frame is taken from the npz
+(``unilvseg.evaluation.traced``).
 Outputs in ``O``: ``<split>_dice.csv`` (per video), ``log.csv`` (human-readable lines as
 EchoNet-Dynamic writes them), ``summary.json``, optionally ``<split>_all_frames.csv`` and plots.
 With a ``biplane.csv`` (predict.py on a folder pairing A4C and A2C videos), also the biplane EF
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,128 +35,12 @@ from unilvseg.evaluation.bootstrap import (
     bootstrap_dice,
 )
 from unilvseg.evaluation.metrics import dice_counts, dice_from_counts, pooled_dice
+from unilvseg.evaluation.traced import listing, load_npz_masks, traced_counts, traced_predictions
 from unilvseg.io import write_csv, write_json, write_text
 
 log = logging.getLogger("unilvseg")
 
-PHASES = ("ED", "ES")
 VOLUME_COLUMNS = ("FileName", "EF")
-_LISTED = 5  # videos named in an error message before "... and N more"
-
-
-@dataclass
-class _PredictionProblems:
-    missing: list[tuple[str, str]] = field(default_factory=list)
-    mismatched: list[tuple[str, str]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.missing or self.mismatched)
-
-
-def _listing(items: list[tuple[str, str]]) -> str:
-    shown = "; ".join(f"{name} ({detail})" for name, detail in items[:_LISTED])
-    return shown + (f"; ... and {len(items) - _LISTED} more" if len(items) > _LISTED else "")
-
-
-def _load_npz_masks(path: Path) -> np.ndarray:
-    """The ``masks`` array of an npz file; DataError naming the file if it is unreadable."""
-    try:
-        with np.load(path) as archive:
-            files = archive.files
-            masks = archive["masks"] if "masks" in files else None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        # A truncated or foreign file (e.g. a killed writer outside unilvseg.io).
-        raise DataError(f"{path}: cannot read npz ({type(error).__name__}: {error})") from None
-    if masks is None:
-        raise DataError(f"{path}: no 'masks' array (found {', '.join(files) or 'nothing'})")
-    return masks
-
-
-def _read_png_mask(path: Path) -> np.ndarray:
-    import cv2
-
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataError(f"{path}: cannot read PNG")
-    if image.ndim == 3:
-        image = image[..., 0]
-    # predict.py writes 0/255; the midpoint threshold also accepts 0/1 or lightly resampled masks.
-    return (image > (127 if image.max() > 1 else 0)).astype(np.uint8)
-
-
-def _traced_prediction(record, prediction_dir: Path) -> np.ndarray:
-    """Predicted masks ``(2, H, W)`` (ED, ES) of one video; raises ``_Skip`` with a reason."""
-    frames = {"ED": record.ed_frame, "ES": record.es_frame}
-    npz_path = prediction_dir / "masks" / f"{record.file_name}.npz"
-    video_masks = None
-    masks = []
-    for phase in PHASES:
-        png = prediction_dir / f"{record.file_name}_{frames[phase]}_{phase}.png"
-        if png.is_file():
-            try:
-                mask = _read_png_mask(png)
-            except DataError as error:
-                raise _Skip("missing", str(error)) from None
-            source = png.name
-        else:
-            if video_masks is None:
-                if not npz_path.is_file():
-                    raise _Skip("missing", f"no {png.name} and no masks/{npz_path.name}")
-                try:
-                    video_masks = _load_npz_masks(npz_path)
-                except DataError as error:
-                    raise _Skip("missing", str(error)) from None
-            if video_masks.ndim != 3:
-                raise _Skip("mismatched", f"masks/{npz_path.name} has shape {video_masks.shape}, expected (frames, H, W)")
-            if frames[phase] >= len(video_masks):
-                raise _Skip(
-                    "mismatched",
-                    f"masks/{npz_path.name} has {len(video_masks)} frames; traced {phase} frame is {frames[phase]}",
-                )
-            mask = video_masks[frames[phase]]
-            source = f"masks/{npz_path.name}"
-        if mask.shape != (record.height, record.width):
-            raise _Skip(
-                "mismatched",
-                f"{source} is {mask.shape[0]}x{mask.shape[1]}, video is {record.height}x{record.width}",
-            )
-        masks.append(mask)
-    return np.stack(masks)
-
-
-def traced_predictions(records, prediction_dir: Path) -> tuple[list, list[np.ndarray], _PredictionProblems]:
-    """(records with usable predictions, their (2, H, W) ED/ES masks, what was missing or mismatched)."""
-    problems = _PredictionProblems()
-    kept, predictions = [], []
-    for record in records:
-        try:
-            predictions.append(_traced_prediction(record, prediction_dir))
-        except _Skip as skip:
-            (problems.missing if skip.kind == "missing" else problems.mismatched).append((record.file_name, skip.detail))
-            continue
-        kept.append(record)
-    return kept, predictions, problems
-
-
-def traced_counts(records, predictions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-video (intersection, |pred|, |true|) pixel counts, each (n_videos, 2) for ED, ES."""
-    from unilvseg.data.tracings import tracing_mask
-
-    # The masks differ in size between videos only in unusual datasets: one video at a time.
-    inter = np.zeros((len(records), 2), dtype=np.int64)
-    pred_sum = np.zeros_like(inter)
-    true_sum = np.zeros_like(inter)
-    for i, (record, predicted) in enumerate(zip(records, predictions)):
-        truth = np.stack([tracing_mask(record.ed_rows, record.height, record.width), tracing_mask(record.es_rows, record.height, record.width)])
-        inter[i], pred_sum[i], true_sum[i] = dice_counts(predicted, truth)
-    return inter, pred_sum, true_sum
-
-
-class _Skip(Exception):
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
 
 
 def _read_volumes(prediction_dir: Path) -> pd.DataFrame | None:
@@ -196,8 +79,8 @@ def _all_frames(records, data_dir: Path, prediction_dir: Path) -> tuple[dict, pd
         if not prediction_path.is_file():
             skipped["no_prediction_masks"] += 1
             continue
-        reference = _load_npz_masks(reference_path)
-        predicted = _load_npz_masks(prediction_path)
+        reference = load_npz_masks(reference_path)
+        predicted = load_npz_masks(prediction_path)
         if reference.ndim != 3 or predicted.ndim != 3 or reference.shape[1:] != predicted.shape[1:]:
             skipped["size_mismatch"] += 1
             log.warning("%s: reference masks %s and predicted masks %s differ in size; skipped", record.file_name, reference.shape, predicted.shape)
@@ -354,9 +237,9 @@ def evaluate_predictions(
     if problems and not allow_missing:
         parts = []
         if problems.missing:
-            parts.append(f"{len(problems.missing)} video(s) have no prediction for a traced frame: {_listing(problems.missing)}")
+            parts.append(f"{len(problems.missing)} video(s) have no prediction for a traced frame: {listing(problems.missing)}")
         if problems.mismatched:
-            parts.append(f"{len(problems.mismatched)} video(s) have predictions of the wrong size: {_listing(problems.mismatched)}")
+            parts.append(f"{len(problems.mismatched)} video(s) have predictions of the wrong size: {listing(problems.mismatched)}")
         raise UserError(
             f"{prediction_dir}: " + "; ".join(parts)
             + f" (of {len(index.records)} traced {split} videos; rerun predict.py, or pass --allow_missing to skip them)"
@@ -365,7 +248,7 @@ def evaluate_predictions(
         raise UserError(f"{prediction_dir}: none of the {len(index.records)} traced {split} videos has usable predictions")
     for kind, items in (("missing prediction", problems.missing), ("size mismatch", problems.mismatched)):
         if items:
-            log.warning("skipping %d video(s) (%s): %s", len(items), kind, _listing(items))
+            log.warning("skipping %d video(s) (%s): %s", len(items), kind, listing(items))
 
     inter, pred_sum, true_sum = traced_counts(kept, predictions)
 
@@ -455,7 +338,7 @@ def evaluate_predictions(
 
     for kind, items in (("missing prediction", problems.missing), ("size mismatch", problems.mismatched)):
         if items:
-            lines.append(f"skipped {len(items)} video(s) ({kind}, --allow_missing): {_listing(items)}")
+            lines.append(f"skipped {len(items)} video(s) ({kind}, --allow_missing): {listing(items)}")
 
     if plots:
         from unilvseg.evaluation.plots import dice_histograms, ef_scatter

@@ -276,12 +276,23 @@ def assemble_biplane(layout: Layout, data_path: str | None, settings: Settings):
     """``biplane.csv`` of the EchoNet folder's hearts whose A4C and A2C are both finished in the
     save folder (unilvseg.evaluation.biplane); None, with nothing read beyond FileList.csv's
     header or written, when the folder pairs no views (no Heart column) or is not an EchoNet folder."""
+    import pandas as pd
+
     from unilvseg.evaluation.biplane import view_records, write_biplane_table
 
     records = view_records(data_path)
     if not records:
         return None
-    return write_biplane_table(layout, records, settings.mm_per_pixel, settings.ed_es_rule)
+
+    def single_plane(record) -> dict | None:
+        """The finished video's single-plane volumes.csv figures (None when its part is unreadable)."""
+        try:
+            part = read_part(layout.part(record.file_name))
+            return {key: float(part[key].iloc[0]) for key in ("EDV", "ESV", "EF")} if len(part) else None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, KeyError):
+            return None
+
+    return write_biplane_table(layout, records, settings.mm_per_pixel, settings.ed_es_rule, video_fps, single_plane)
 
 
 def load_masks(path: Path) -> np.ndarray | None:

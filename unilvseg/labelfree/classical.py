@@ -25,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from unilvseg.errors import DataError, UserError
+from unilvseg.labelfree.axis import lv_axis_coordinates
 
 # In-plane 8-connectivity, no connection across time: labelling / morphology with it treats a
 # (T, H, W) stack as T independent images in one vectorised call.
@@ -597,22 +598,6 @@ def lv_side_of_septum(shape: tuple[int, int], septum) -> np.ndarray:
     a, b = septum
     ys, xs = np.mgrid[0:height, 0:width]
     return xs >= a + b * ys
-
-
-def lv_axis_coordinates(masks: np.ndarray, sector: SectorGeometry) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel coordinates (H, W) in a video's LV frame: ``along`` the axis from the fan apex
-    to the LV labels' time-averaged centroid, ``across`` it (+ towards the image's right, the
-    lateral wall). ``masks`` (T, H, W) must hold an LV in at least one frame."""
-    stack = np.asarray(masks) > 0
-    consensus = stack[stack.any(axis=(1, 2))].mean(axis=0)
-    ys, xs = np.mgrid[0 : stack.shape[1], 0 : stack.shape[2]]
-    ax, ay = sector.apex
-    total = max(float(consensus.sum()), 1e-6)
-    cx, cy = float((consensus * xs).sum() / total) - ax, float((consensus * ys).sum() / total) - ay
-    norm = max(math.hypot(cx, cy), 1e-6)
-    along = ((xs - ax) * cx + (ys - ay) * cy) / norm
-    across = ((xs - ax) * cy - (ys - ay) * cx) / norm
-    return along, across
 
 
 def cut_at_valve_plane(masks: np.ndarray, sector: SectorGeometry, length_ratio: float = 1.2, quantile: float = 0.25) -> np.ndarray:

@@ -169,7 +169,7 @@ def quality_control(
     too_long = np.zeros(frames, bool)
     length_ratio = np.full(frames, np.nan)
     if max_length_ratio > 0 and getattr(sector, "apex", None) is not None and single.sum() >= 4:
-        from unilvseg.labelfree.classical import lv_axis_coordinates
+        from unilvseg.labelfree.axis import lv_axis_coordinates
 
         along, _ = lv_axis_coordinates(stack[single], sector)
         inside = np.where(stack[single], along[None], np.nan)
