@@ -2,9 +2,11 @@
 (unilvseg.labelfree.short_axis) and ``train_labelfree.py --view``.
 
 The label makers were shaped on three-view phantoms of seeds 5 (8 hearts, 30-40 frames) and 6
-(10 hearts, 30-60 frames). The floors below are a little under what they measured on this
-file's phantom, seed 7 (2 hearts, 16-20 frames), which was never used for tuning; held-out
-figures on more hearts come from ``python -m benchmarks.view_labels`` (docs/views.md).
+(10 hearts, 30-60 frames); seed 21 (16 hearts) showed two SAX failures that led to the
+enclosure score and the convex cavity. The floors below are a little under what they measured
+on this file's phantom, seed 7 (2 hearts, 16-20 frames), which was never used for tuning;
+held-out figures on more hearts (seed 31) come from ``python -m benchmarks.view_labels``
+(docs/views.md).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def test_short_axis_labels_against_the_phantom_truth(three_views):
     from unilvseg.labelfree.short_axis import short_axis_labels
 
     dice = _pooled_dice(three_views, "sax", short_axis_labels)
-    floors = {"lv": 0.90, "myo": 0.87, "rv": 0.85}  # measured on seed 7: 0.948 0.926 0.904
+    floors = {"lv": 0.94, "myo": 0.92, "rv": 0.87}  # measured on seed 7: 0.983 0.965 0.923
     assert all(dice[name] > floor for name, floor in floors.items()), {k: round(v, 3) for k, v in dice.items()}
 
 
@@ -99,6 +101,20 @@ def test_a2c_lv_is_the_classical_label_without_the_septum_search(three_views):
     # A given LV anchors the rest; an empty one anchors nothing.
     empty, _ = two_chamber_labels(video, lv_masks=np.zeros(lv.shape, np.uint8))
     assert not empty.any()
+
+
+def test_view_label_benchmark_writes_pooled_dice_per_view_and_structure(tmp_path):
+    import pandas as pd
+
+    from benchmarks.view_labels import main
+
+    assert main(["--videos", "1", "--seed", "3", "--min_frames", "16", "--max_frames", "16", "--samples", "20",
+                 "--results_dir", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "view_labels-phantom.csv")
+    assert set(zip(table["view"], table["structure"])) == {("a2c", "lv"), ("a2c", "myo"), ("a2c", "la"),
+                                                            ("sax", "lv"), ("sax", "myo"), ("sax", "rv")}
+    text = (tmp_path / "view_labels-phantom.md").read_text()
+    assert "| SAX | rv |" in text and "| A2C | la |" in text
 
 
 def test_label_makers_survive_frames_with_nothing_to_find():

@@ -9,11 +9,13 @@ against its septal side (the image's left, in the standard orientation). So, per
 
 1. **LV cavity**: the dark pools of :func:`~unilvseg.labelfree.classical.dark_pools` (holes such
    as the papillary muscles filled), eroded to cores, scored by position (near the fan's centre
-   line, at mid-depth), size and how well a filled ellipse describes them (an LV section is
-   convex; the RV crescent and the gaps between tissues are not); a second pass rewards the
-   video's consensus position, the chosen core regrows inside its pool. Along ``rays`` rays from
-   its centre, the endocardium is the strongest dark-to-bright edge within ``endo_window``
-   pixels of the pool's boundary.
+   line, at mid-depth), size, how well a filled ellipse describes them (an LV section is
+   convex; the RV crescent and the gaps between tissues are not) and how much of the pixels just
+   outside the pool are bright (``enclosure_weight``: a cavity is ringed by myocardium, a dark
+   patch of tissue or near field is not); a second pass rewards the video's consensus position,
+   the chosen core regrows inside its pool and takes its convex hull (papillary muscles against
+   the wall count as cavity). Along ``rays`` rays from its centre, the endocardium is the
+   strongest dark-to-bright edge within ``endo_window`` pixels of that pool's boundary.
 2. **Myocardium**: on each ray, the epicardium is the strongest bright-to-dark edge between
    ``min_wall`` and ``max_wall`` cavity radii beyond the endocardium. Where that edge is weak
    (dropout, tissue as bright as the wall) the wall takes the thickness measured on the frame's
@@ -47,12 +49,15 @@ from unilvseg.labelfree.classical import (
     SectorGeometry,
     WeakLabelParams,
     _best_per_frame,
+    _convex_hulls,
+    _disk,
     _median_of_three,
     _stack_morphology,
     _wide_blur,
     dark_pools,
     detect_sector,
     gray_stack,
+    otsu_thresholds,
     stack_fill_holes,
 )
 from unilvseg.labelfree.four_chamber import _largest_per_frame
@@ -77,6 +82,8 @@ class ShortAxisParams:
     core_radius: int = 2  # pools are eroded by this to cut thin bridges ...
     regrow_radius: int = 3  # ... and the chosen core grows back this far inside its pool
     prior_weight: float = 4.0  # second pass: reward overlap with the video's consensus LV
+    #: Reward a pool ringed by bright tissue (myocardium), per unit of its bright-ring fraction.
+    enclosure_weight: float = 6.0
     rays: int = 72
     endo_window: float = 3.0  # pixels either side of the pool boundary to look for the endocardium
     min_wall: float = 0.15  # epicardium search, in mean cavity radii beyond the endocardium
@@ -153,6 +160,31 @@ def _component_stats(labels: np.ndarray, count: int, distance: np.ndarray, angle
     }
 
 
+def _dilate_labels(labels: np.ndarray, radius: int) -> np.ndarray:
+    """Per-frame grey dilation of a (T, H, W) label stack by a disk (the largest label nearby),
+    frames tiled as in :func:`~unilvseg.labelfree.classical._stack_morphology` (one OpenCV call)."""
+    import cv2
+
+    frames, height, width = labels.shape
+    tiled = np.zeros((frames, height + radius, width), np.float32)  # labels < 2**24 stay exact
+    tiled[:, :height] = labels
+    kernel = _disk(radius).astype(np.uint8)
+    out = cv2.dilate(tiled.reshape(frames * (height + radius), width), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return out.reshape(frames, height + radius, width)[:, :height].astype(labels.dtype)
+
+
+def _enclosure(labels: np.ndarray, count: int, filled: np.ndarray, image: np.ndarray, sector: SectorGeometry, radius: int) -> np.ndarray:
+    """Per component: the fraction of the pixels just outside its pool (within ``radius`` of
+    the core, not in the filled dark pools, in the fan) brighter than the frame's in-fan Otsu
+    threshold of ``image``: ~0.8 for a cavity ringed by myocardium, ~0.2-0.5 for a gap between
+    tissues."""
+    grown = _dilate_labels(labels, radius)
+    ring = (grown > 0) & ~filled & sector.mask[None]
+    bright = image > otsu_thresholds(image, sector.mask)[:, None, None]
+    counts = np.bincount(grown[ring], minlength=count + 1)
+    return np.bincount(grown[ring], weights=bright[ring], minlength=count + 1) / np.maximum(counts, 1)
+
+
 def sax_lv_pool(gray: np.ndarray, sector: SectorGeometry, params: ShortAxisParams, lv_params: WeakLabelParams):
     """Step 1, before the edge search: ``(LV pool bool (T, H, W), dark pools bool (T, H, W))``."""
     dark, _ = dark_pools(gray, sector, lv_params)
@@ -162,12 +194,14 @@ def sax_lv_pool(gray: np.ndarray, sector: SectorGeometry, params: ShortAxisParam
     distance, angle = sector.polar()
     stats = _component_stats(labels, count, distance, angle)
     area_frac = stats["area"] / max(sector.area, 1)
+    enclosed = _enclosure(labels, count, filled, normalised_image(gray, sector, lv_params), sector, params.core_radius + 3)
     score = (
         -0.5 * ((np.degrees(stats["angle"]) - params.lv_angle) / params.lv_angle_sd) ** 2
         - 0.5 * ((stats["distance"] / sector.radius - params.lv_distance) / params.lv_distance_sd) ** 2
         - 0.5 * (np.log(np.maximum(area_frac, 1e-6) / params.lv_area_frac) / 0.7) ** 2
         + 4.0 * np.minimum(stats["fill"], 1.0)
         - 2.0 * np.log(stats["elongation"])
+        + params.enclosure_weight * enclosed
     )
     score[(area_frac < params.min_area_frac) | (area_frac > params.max_area_frac)] = -np.inf
     score[0] = -np.inf
@@ -186,7 +220,9 @@ def sax_lv_pool(gray: np.ndarray, sector: SectorGeometry, params: ShortAxisParam
         sizes = np.bincount(pieces.ravel(), minlength=n + 1)
         sizes[0] = 0
         out[t] = pieces == int(sizes.argmax())
-    return stack_fill_holes(out), dark
+    # The cavity's section is convex, and papillary muscles against the wall count as cavity (as
+    # in clinical LV volumes): the pool's convex hull bridges the notches they cut into it.
+    return _convex_hulls(out), dark
 
 
 def _circular_smooth(values: np.ndarray, median: int = 7, mean: int = 3) -> np.ndarray:
