@@ -31,6 +31,7 @@ def measure(data: Path) -> pd.DataFrame:
     from unilvseg.data.index import load_index
     from unilvseg.data.structures import STRUCTURES, reference_labels
     from unilvseg.data.video import read_video
+    from unilvseg.labelfree.pipeline import QCSettings
     from unilvseg.labelfree.views import VIEW_STRUCTURES, view_label_map
 
     rows = []
@@ -39,13 +40,14 @@ def measure(data: Path) -> pd.DataFrame:
             continue  # benchmarks.four_chamber_labels
         truth, _ = reference_labels(data, record.file_name)
         start = time.process_time()
-        _, _, labels = view_label_map(read_video(record.path), record.view, VIEW_STRUCTURES[record.view])
+        lv, sector, labels = view_label_map(read_video(record.path), record.view, VIEW_STRUCTURES[record.view])
         seconds = time.process_time() - start
+        passed = int(QCSettings().check(lv, sector).passed.sum())  # the default QC, as round 0 runs it
         n = min(len(truth), len(labels))
         for name in VIEW_STRUCTURES[record.view]:
             predicted, true = labels[:n] == STRUCTURES[name], truth[:n] == STRUCTURES[name]
             rows.append({"FileName": record.file_name, "view": record.view, "structure": name, "frames": n,
-                         "cpu_seconds": seconds, "intersection": int((predicted & true).sum()),
+                         "qc_passed": passed, "cpu_seconds": seconds, "intersection": int((predicted & true).sum()),
                          "pred_area": int(predicted.sum()), "true_area": int(true.sum())})
     return pd.DataFrame(rows)
 
@@ -61,8 +63,14 @@ def summary(table: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
         dice = per_video[:, 0] / np.maximum(per_video[:, 1], 1)
         rows.append({"view": view, "structure": name, "videos": len(group), "dice": per_video[:, 0].sum() / per_video[:, 1].sum(),
                      "low": float(low), "high": float(high), "worst_video": float(dice.min()), "median_video": float(np.median(dice)),
-                     "area_ratio": float(group["pred_area"].sum() / max(group["true_area"].sum(), 1))})
+                     "area_ratio": float(group["pred_area"].sum() / max(group["true_area"].sum(), 1)),
+                     "qc_pass": float(group["qc_passed"].sum() / max(group["frames"].sum(), 1))})
     return pd.DataFrame(rows)
+
+
+def _qc_rate(table: pd.DataFrame, view: str) -> float:
+    videos = table[table["view"] == view].drop_duplicates("FileName")
+    return float(videos["qc_passed"].sum() / max(videos["frames"].sum(), 1))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({int(per_video['frames'].sum())} frames in all; label makers {per_video['cpu_seconds'].sum() / max(per_video['frames'].sum(), 1) * 1000:.1f} "
         f"ms CPU per frame). Pooled Dice over every frame of every video, 95 % bootstrap interval over videos "
         f"({args.samples} resamples); area ratio = labelled / true pixels. No training: these are the labels round 0 trains on.",
+        "QC pass: the share of frames whose LV label passes the default quality control (`train_labelfree.py` "
+        f"--qc_* defaults): A2C {_qc_rate(table, 'a2c'):.3f}, SAX {_qc_rate(table, 'sax'):.3f}.",
         "",
         "| view | structure | Dice (95 % CI) | median video | worst video | area ratio |",
         "|---|---|---|---|---|---|",
