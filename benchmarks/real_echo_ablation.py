@@ -47,14 +47,15 @@ VARIANTS: dict[str, dict] = {
     "epochs_x6": {"early_epochs": 36},
     "epochs_x6_qc_length": {"early_epochs": 36, "qc": {"max_length_ratio": 1.25}},
     "epochs_x6_frames_32": {"early_epochs": 36, "frames": 32},
-    # The stage's former default: hand on the epoch with the best val pseudo-label Dice (on 1
-    # VAL video a noisy score) instead of the last one.
-    "epochs_x6_best": {"early_epochs": 36, "stage_checkpoint": "best"},
 }
 
 
-def train_variant(name: str, changes: dict, data_path: Path, work: Path, epochs: int, seed: int, base: dict):
-    """Train one variant's early stage (round-0 labels copied from the first variant's run)."""
+def train_variant(name: str, changes: dict, data_path: Path, work: Path, epochs: int, seed: int, base: dict, best_too: bool = False):
+    """Train one variant's early stage (round-0 labels copied from the first variant's run).
+
+    Returns the network its stage hands on under ``name``, the run's last checkpoint as
+    ``<name>@last`` where the stage handed on another, and with ``best_too`` its best-val-pseudo-Dice
+    checkpoint as ``<name>@best`` where that is not the one handed on (the stage's former default)."""
     from unilvseg.labelfree.pipeline import COMPLETE, LabelFreePipeline, NetworkSegmenter, PipelineConfig
 
     config = PipelineConfig(**{**base, "data_path": str(data_path), "rounds": 0, "early_epochs": epochs, "seed": seed, **changes})
@@ -75,10 +76,14 @@ def train_variant(name: str, changes: dict, data_path: Path, work: Path, epochs:
     checkpoint = pipeline.train_stage("early", 0, label_round=0, init_from=None)
     seconds = time.perf_counter() - tick
     segmenters = {name: NetworkSegmenter(checkpoint, config)}
-    last = run_dir / "stages" / "early" / "checkpoints" / "last.ckpt"
+    checkpoints = run_dir / "stages" / "early" / "checkpoints"
+    last, best = checkpoints / "last.ckpt", checkpoints / "best.ckpt"
     if last.is_file() and last.resolve() != Path(checkpoint).resolve():
         # The end of the budget beside the stage's chosen (best val pseudo-Dice) checkpoint.
         segmenters[f"{name}@last"] = NetworkSegmenter(last, config)
+    if best_too and best.is_file() and best.resolve() != Path(checkpoint).resolve():
+        # What the stage's former default (--stage_checkpoint best) would have handed on.
+        segmenters[f"{name}@best"] = NetworkSegmenter(best, config)
     return segmenters, seconds
 
 
@@ -90,7 +95,8 @@ def markdown(summary: pd.DataFrame, meta: dict) -> str:
         f"Command: `{meta['command']}` at commit {meta['commit']}{' (uncommitted changes)' if meta['dirty'] else ''}; "
         f"{meta['date']}, {meta['seconds']:.0f} s, load average {meta['load']}.",
         "Each variant is measured with the checkpoint its stage hands on (the last one, unless the change names "
-        "stage_checkpoint=best); `<variant>@last`: the same run's last checkpoint, where the stage handed on another.",
+        "stage_checkpoint=best); `<variant>@last`: the same run's last checkpoint, where the stage handed on another; "
+        "`<variant>@best`: its best-val-pseudo-Dice checkpoint (the stage's former default; `--best_too`).",
         f"Data: `{meta['data']}`, TRAIN videos only ({meta['videos']}; {meta['dense']} with dense reference masks). "
         f"Each variant: the early stage alone, {meta['epochs']} epoch(s), seed {meta['seed']}, one run, from the same round-0 labels. "
         "The human-traced VAL/TEST frames were not read.",
@@ -126,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--tag", default="", help="suffix of the result files")
     parser.add_argument("--limit_train_batches", type=int, default=None, help="batches per epoch (smoke runs)")
+    parser.add_argument("--best_too", nargs="*", default=[], choices=list(VARIANTS),
+                        help="variants whose best-val-pseudo-Dice checkpoint is measured too, as <variant>@best")
     args = parser.parse_args(argv)
     if not args.data_path.is_dir():
         print(f"error: --data_path {args.data_path}: folder does not exist", file=sys.stderr)
@@ -136,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     segmenters, seconds = {}, {}
     for name in args.variants:
         print(f"variant {name}: {VARIANTS[name] or 'defaults'}", file=sys.stderr, flush=True)
-        trained, seconds[name] = train_variant(name, VARIANTS[name], args.data_path, args.work_dir, args.epochs, args.seed, base)
+        trained, seconds[name] = train_variant(name, VARIANTS[name], args.data_path, args.work_dir, args.epochs, args.seed, base,
+                                               best_too=name in args.best_too)
         segmenters.update(trained)
     videos, dense = diagnose(args.data_path, None, args.max_videos, segmenters=segmenters)
     summary = summary_table(videos, dense)

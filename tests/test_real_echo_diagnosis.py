@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchmarks import real_echo_diagnosis as diagnosis
@@ -48,3 +49,25 @@ def test_qc_pass_rate_by_phase_splits_large_and_small_frames():
     passed = np.array([False, False, True, True, True, True])
     big, small = diagnosis.qc_by_phase(areas, passed)
     assert big == 1.0 and small == 0.0
+
+
+@pytest.mark.slow
+def test_ablation_measures_each_variant_and_the_best_checkpoint_beside_the_last(tiny_phantom, tmp_path):
+    """benchmarks.real_echo_ablation end to end on a tiny phantom: one row per variant, an
+    `@best` row where asked, and the result file names its command and commit."""
+    from benchmarks.real_echo_ablation import main
+
+    results = tmp_path / "results"
+    argv = ["--data_path", str(tiny_phantom), "--variants", "published_pools", "qc_length", "--epochs", "2",
+            "--limit_train_batches", "1", "--best_too", "published_pools", "--work_dir", str(tmp_path / "runs"),
+            "--results_dir", str(results), "--tag", "t"]
+    assert main(argv) == 0
+    summary = pd.read_csv(results / "real_echo_ablation-t.csv")
+    stages = list(summary["stage"])
+    assert {"stage1", "qc", "published_pools", "qc_length"} <= set(stages)
+    # The default hands on the last checkpoint; the best one is measured beside it where asked.
+    best = tmp_path / "runs" / "published_pools" / "stages" / "early" / "checkpoints" / "best.ckpt"
+    assert best.is_file() and "published_pools@best" in stages
+    assert "qc_length@best" not in stages
+    text = (results / "real_echo_ablation-t.md").read_text()
+    assert "at commit " in text and "| published_pools | defaults |" in text

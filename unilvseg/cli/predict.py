@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Outputs in --save_dir: masks/<FileName>.npz (key masks, uint8 frames x H x W), "
             "<FileName>_<frame>_<ED|ES>.png for traced frames, size.csv (FileName, Frame, Area, Traced), "
-            "volumes.csv (FileName, EDV, ESV, EF, EDFrame, ESFrame, EFSD, Beats, EFRule, BeatEFs, BeatFrames), overlays/ with --overlay. "
+            "volumes.csv (FileName, EDV, ESV, EF, EDFrame, ESFrame, EFSD, Beats, EFRule, BeatEFs, BeatFrames), overlays/ with --overlay; "
+            "biplane.csv (biplane volumes per heart) when FileList.csv pairs A4C and A2C videos by its View and Heart columns. "
             f"Volumes use the single-plane method of disks with a nominal {mm_per_pixel} mm per pixel "
             "(--mm_per_pixel): EchoNet-Dynamic's 112x112 videos carry no physical pixel size, so EDV/ESV "
             "are only roughly scaled mL; EF is a ratio of volumes and does not depend on the spacing. "

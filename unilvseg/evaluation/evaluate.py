@@ -7,10 +7,13 @@ Prediction folder (written by ``predict.py``)::
     P/<FileName>_<frame>_<ED|ES>.png  0/255 masks of the traced frames
     P/size.csv                        FileName,Frame,Area,Traced (not needed here)
     P/volumes.csv                     FileName,EDV,ESV,EF,EDFrame,ESFrame
+    P/biplane.csv                     per heart (optional): Heart,FileName_A4C,FileName_A2C,EF,EF_A4C,Method,...
 
 For each traced frame the PNG is preferred; without it the frame is taken from the npz.
 Outputs in ``O``: ``<split>_dice.csv`` (per video), ``log.csv`` (human-readable lines as
 EchoNet-Dynamic writes them), ``summary.json``, optionally ``<split>_all_frames.csv`` and plots.
+With a ``biplane.csv`` (predict.py on a folder pairing A4C and A2C videos), also the biplane EF
+agreement per heart beside the single-plane A4C one (``<split>_ef_biplane.csv``, ``ef_biplane``).
 """
 
 from __future__ import annotations
@@ -421,6 +424,13 @@ def evaluate_predictions(
         if ef_summary is not None:
             summary["ef"] = ef_summary
 
+    biplane = _ef_biplane(data_dir, split, prediction_dir, output_dir, samples, seed, ci, convention, label)
+    if biplane is not None:
+        biplane_lines, biplane_summary = biplane
+        lines += biplane_lines
+        if biplane_summary is not None:
+            summary["ef_biplane"] = biplane_summary
+
     all_frames = _all_frames(kept, data_dir, prediction_dir)
     if all_frames is not None:
         block, frames_table = all_frames
@@ -531,6 +541,74 @@ def _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, c
         *agreement_table_lines(agreement, label),
     ]
     return lines, block, (scored["ReferenceEF"].to_numpy(), scored["PredictedEF"].to_numpy())
+
+
+def _ef_biplane(data_dir, split, prediction_dir, output_dir, samples, seed, ci, convention, label):
+    """Biplane EF agreement (predict.py's ``biplane.csv``, one row per heart) on the hearts of the
+    split with a FileList EF, and the single-plane A4C EF of the same hearts beside it.
+
+    The reference is the FileList EF of the heart's A4C video (of its A2C where the A4C has none).
+    Both agreements use the same bootstrap resamples (a generator seeded with ``seed``, apart from
+    the one of the other blocks, which are therefore the same with or without biplane.csv). Writes
+    ``<split>_ef_biplane.csv`` and returns (log lines, the summary.json block), or None without
+    biplane.csv.
+    """
+    from unilvseg.data.index import load_index
+    from unilvseg.evaluation.ef_agreement import agreement_table_lines, ef_agreement_intervals
+
+    path = prediction_dir / "biplane.csv"
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype={"Heart": str, "FileName_A4C": str, "FileName_A2C": str, "Method": str}, keep_default_na=False,
+                            na_values={c: ["", "nan", "NaN"] for c in ("EF", "EF_A4C")})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot parse CSV ({error})") from None
+    missing = [c for c in ("Heart", "FileName_A4C", "FileName_A2C", "EF", "EF_A4C", "Method") if c not in table.columns]
+    if missing:
+        raise DataError(f"{path}: column(s) {missing} missing (header: {','.join(table.columns)})")
+    efs = {r.file_name: r.ef for r in load_index(data_dir, split=split, require_tracings=False).records}
+    table = table[table["FileName_A4C"].isin(efs) | table["FileName_A2C"].isin(efs)].copy()
+    reference = [efs.get(a4c) if efs.get(a4c) is not None else efs.get(a2c) for a4c, a2c in zip(table["FileName_A4C"], table["FileName_A2C"])]
+    scores = pd.DataFrame({
+        "Heart": table["Heart"], "FileName_A4C": table["FileName_A4C"], "FileName_A2C": table["FileName_A2C"],
+        "ReferenceEF": np.array([np.nan if v is None else v for v in reference], dtype=np.float64),
+        "BiplaneEF": pd.to_numeric(table["EF"], errors="coerce"), "SinglePlaneEF": pd.to_numeric(table["EF_A4C"], errors="coerce"),
+        "Method": table["Method"],
+    })
+    scores["BiplaneError"] = scores["BiplaneEF"] - scores["ReferenceEF"]
+    scores["SinglePlaneError"] = scores["SinglePlaneEF"] - scores["ReferenceEF"]
+    write_csv(scores, output_dir / f"{split}_ef_biplane.csv")
+    usable = np.isfinite(scores[["ReferenceEF", "BiplaneEF", "SinglePlaneEF"]]).all(axis=1)
+    if not usable.any():
+        return [f"{split} ef biplane: no heart of the split in biplane.csv has a finite biplane and A4C EF and a FileList EF"], None
+    scored = scores[usable]
+    agreement = {
+        name: ef_agreement_intervals(scored[column], scored["ReferenceEF"], samples=samples, rng=np.random.default_rng(seed), ci=ci,
+                                     convention=convention)
+        for name, column in (("biplane", "BiplaneEF"), ("single_plane_a4c", "SinglePlaneEF"))
+    }
+    fallback = int((scored["Method"] != "biplane").sum())
+    block = {
+        "scope": "every heart of the split in biplane.csv with a FileList EF",
+        "source": "biplane.csv EF (and EF_A4C, the A4C video's volumes.csv EF) vs the A4C video's FileList EF",
+        "n_hearts": int(usable.sum()),
+        "n_fallback": fallback,
+        "n_missing": int((~usable).sum()),
+        "methods": {str(k): int(v) for k, v in scored["Method"].value_counts().items()},
+        **agreement,
+    }
+    lines = [f"# EF biplane: biplane.csv vs FileList EF on {block['n_hearts']} {split} heart(s) with A4C and A2C predicted"
+             + (f" ({fallback} single-plane fallback)" if fallback else "") + "; the A4C alone on the same hearts beside it"]
+    for name, title in (("biplane", "biplane"), ("single_plane_a4c", "single-plane A4C")):
+        a = agreement[name]
+        lines.append(
+            f"{split} ef {title} mae: {a['mae']:.2f} ({a['mae_low']:.2f} - {a['mae_high']:.2f}), "
+            f"bias {a['bias']:+.2f} ({a['bias_low']:+.2f} - {a['bias_high']:+.2f}), "
+            f"r {a['r']:.3f} ({a['r_low']:.3f} - {a['r_high']:.3f}), n={a['n']}"
+        )
+    lines += agreement_table_lines(agreement["biplane"], label)
+    return lines, block
 
 
 def _ef_bland_altman(ef_pairs, path, split):

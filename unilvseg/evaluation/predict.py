@@ -20,6 +20,9 @@ Outputs under ``save_dir S`` (every file written atomically):
 * ``S/volumes.csv``: FileName, EDV, ESV, EF, EDFrame, ESFrame from the masks (method of disks,
   ``volumes_from_masks`` with ``--ed_es_rule``: by default the mean over the complete beats,
   with EFSD, Beats, EFRule (the rule or its fallback), BeatEFs, BeatFrames);
+* ``S/biplane.csv`` when FileList.csv pairs A4C and A2C videos of one heart (``View`` and
+  ``Heart`` columns): biplane volumes of every heart with both views finished, rebuilt with
+  size.csv and volumes.csv (unilvseg.evaluation.biplane);
 * ``S/overlays/<FileName>.avi|gif`` with ``overlay``;
 * ``S/parts/<FileName>.csv``: each video's rows, from which size.csv and volumes.csv are rebuilt
   at the end of every run, so a killed run never leaves them half-written or out of step;
@@ -267,6 +270,18 @@ def assemble_tables(layout: Layout) -> tuple[int, int]:
                               for path in chamber_parts], ignore_index=True)
         write_csv(chambers, layout.root / "chambers.csv", float_format="%.4f")
     return len(volumes), len(table)
+
+
+def assemble_biplane(layout: Layout, data_path: str | None, settings: Settings):
+    """``biplane.csv`` of the EchoNet folder's hearts whose A4C and A2C are both finished in the
+    save folder (unilvseg.evaluation.biplane); None, with nothing read beyond FileList.csv's
+    header or written, when the folder pairs no views (no Heart column) or is not an EchoNet folder."""
+    from unilvseg.evaluation.biplane import view_records, write_biplane_table
+
+    records = view_records(data_path)
+    if not records:
+        return None
+    return write_biplane_table(layout, records, settings.mm_per_pixel, settings.ed_es_rule)
 
 
 def load_masks(path: Path) -> np.ndarray | None:
@@ -650,14 +665,17 @@ def run_prediction(args: PredictOptions) -> int:
 
     summary = predict_records(records, network, settings, device, layout, args.overwrite)
     if shard is not None and not shards_finished(layout, *shard):
-        log.info("shard %d/%d done; size.csv/volumes.csv are written by the last shard to finish", *shard)
+        log.info("shard %d/%d done; size.csv/volumes.csv (and biplane.csv) are written by the last shard to finish", *shard)
         return 0
     videos, rows = assemble_tables(layout)
+    biplane = assemble_biplane(layout, data_path, settings)
     rate = f", {summary.frames / summary.seconds:.1f} frames/s" if summary.seconds > 0 and summary.frames else ""
     log.info(
         "predicted %d video(s) (%d frames%s), %d already done, %d failed; size.csv/volumes.csv: %d videos, %d rows",
         len(summary.predicted), summary.frames, rate, len(summary.already_done), len(summary.failed), videos, rows,
     )
+    if biplane is not None:
+        log.info("%s", biplane.describe())
     if summary.failed:
         log.warning("videos that could not be decoded (%d): %s", len(summary.failed), ", ".join(sorted(summary.failed)))
     if not summary.predicted and not summary.already_done:
