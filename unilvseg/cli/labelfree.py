@@ -50,9 +50,14 @@ def labelfree_parser() -> ArgumentParser:
     group.add_argument("--round_loss", type=str, nargs="+", default=["bce"],
                        help="self-learning rounds' loss (default bce: with dice the masks grew round after round)")
     group.add_argument("--train_videos", type=int | None, default=None, help="use only n training videos (seeded subset)")
-    group.add_argument("--structures", type=str, default="lv",
-                       help="structures to label and segment, comma-separated from lv, myo, la, rv, ra (default lv); "
-                       "e.g. lv,myo,la,rv,ra for all four chambers of an A4C view (unilvseg.labelfree.four_chamber)")
+    group.add_argument("--view", type=str, default="a4c",
+                       help="echo view of the videos, which picks the stage-1 label maker: a4c (apical 4-chamber, default), "
+                       "a2c (apical 2-chamber) or sax (parasternal short axis); videos whose FileList View differs are skipped "
+                       "(unilvseg.labelfree.views)")
+    group.add_argument("--structures", type=str | None, default=None,
+                       help="structures to label and segment, comma-separated from lv, myo, la, rv, ra; default: the view's "
+                       "(a4c: lv; a2c: lv,myo,la; sax: lv,myo,rv). An A4C can have all five (lv,myo,la,rv,ra: "
+                       "unilvseg.labelfree.four_chamber); a2c and sax only their default ones")
     qc = parser.add_argument_group("quality control (a frame's label is trained on only if it passes)")
     defaults = QCSettings()
     qc.add_argument("--qc_min_area", type=float, default=defaults.min_area_frac, help="smallest LV area, fraction of the fan")
@@ -61,14 +66,15 @@ def labelfree_parser() -> ArgumentParser:
     qc.add_argument("--qc_max_area_jump", type=float, default=defaults.max_area_jump, help="relative area change vs the running median")
     qc.add_argument("--qc_max_centroid_shift", type=float, default=defaults.max_centroid_shift, help="centroid distance from the clip's median, in sqrt(fan area)")
     qc.add_argument("--qc_max_length_ratio", type=float, default=defaults.max_length_ratio,
-                    help="longest label along the LV axis, x the clip's short (end-systolic) length; 0 = off (a longer label carries the atrium)")
+                    help="longest label along the LV axis, x the clip's short (end-systolic) length; 0 = off (a longer label carries the atrium); "
+                    "apical views only (not --view sax)")
     parser.set_defaults(encoder="3d_unet_tiny", frames=16, epochs=None)
     return parser
 
 
 def config_from_args(args: Namespace):
     from unilvseg.labelfree.pipeline import PipelineConfig, QCSettings
-    from unilvseg.tasks.weak import check_structures
+    from unilvseg.labelfree.views import check_view, view_structures
 
     if args.epochs is not None:
         raise UserError("--epochs does not apply to label-free training: use --early_epochs and --round_epochs")
@@ -95,6 +101,9 @@ def config_from_args(args: Namespace):
         max_centroid_shift=args.qc_max_centroid_shift,
         max_length_ratio=args.qc_max_length_ratio,
     )
+    view = check_view(args.view)
+    structures = list(view_structures(view, args.structures))
+    args.view, args.structures = view, ",".join(structures)  # config.yaml records what ran
     return PipelineConfig(
         data_path=args.data_path,
         rounds=args.rounds,
@@ -122,7 +131,8 @@ def config_from_args(args: Namespace):
         label_stride=args.label_stride,
         threshold=args.threshold,
         pool_scale=args.pool_scale,
-        structures=list(check_structures(args.structures)),
+        structures=structures,
+        view=view,
         qc=qc,
         limit_train_batches=args.limit_train_batches,
         limit_val_batches=args.limit_val_batches,

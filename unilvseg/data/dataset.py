@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from unilvseg.data.augment import NO_AUGMENT, ClipAugment
 from unilvseg.data.published_augment import PublishedAugment
 from unilvseg.data.clips import ClipSampler
-from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
+from unilvseg.data.index import VIEWS, DatasetIndex, VideoRecord, index_video_folder, load_index, only_view
 from unilvseg.data.tracings import tracing_mask
 from unilvseg.data.video import SHARED_CACHE_SIZE, FrameCache, as_three_channels, resize_frames
 from unilvseg.errors import DataError, UserError
@@ -406,7 +406,8 @@ class EchoNetDataModule(L.LightningDataModule):
     ``train_fraction`` (``--pct_train``) keeps ``int(n_train * fraction + 0.5)`` of them by the same rule.
     ``seed`` (the CLIs pass ``--seed``) makes batch order, clip placement and augmentation a
     function of (seed, epoch, item), so resumed runs repeat an uninterrupted run bit for bit;
-    None keeps drawing them from torch's global generator.
+    None keeps drawing them from torch's global generator. ``view`` (a4c, a2c, sax) keeps only
+    the videos of that view (FileList's View column; :func:`~unilvseg.data.index.only_view`).
     """
 
     def __init__(
@@ -431,8 +432,12 @@ class EchoNetDataModule(L.LightningDataModule):
         seed: int | None = None,
         cache_max_gb: float | None = None,
         handover: str = "float",
+        view: str | None = None,
     ):
         super().__init__()
+        if view is not None and view not in VIEWS:
+            raise UserError(f"--view {view!r}: expected one of {', '.join(VIEWS)}")
+        self.view = view
         if handover not in HANDOVERS:
             raise UserError(f"--handover {handover!r}: expected one of {', '.join(HANDOVERS)}")
         self.handover = handover
@@ -482,6 +487,8 @@ class EchoNetDataModule(L.LightningDataModule):
     def index(self) -> DatasetIndex:
         if self._index is None:
             self._index = load_index(self.root, require_tracings=self.scheme == "weak")
+            if self.view is not None:
+                self._index = only_view(self._index, self.view)
             log.info(
                 "%s: %d videos (%s), skipped: %s",
                 self.root,

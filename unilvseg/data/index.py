@@ -236,6 +236,26 @@ def load_index(
     return DatasetIndex(records, root, skipped)
 
 
+def only_view(index: DatasetIndex, view: str) -> DatasetIndex:
+    """``index`` reduced to the records of one ``view`` (a4c, a2c, sax); the others are skipped
+    (reason ``other_view``, counted per view in one log line). None left is a DataError."""
+    if view not in VIEWS:
+        raise DataError(f"view {view!r}: expected one of {', '.join(VIEWS)}")
+    keep = [r for r in index.records if r.view == view]
+    others = [r for r in index.records if r.view != view]
+    skipped = dict(index.skipped)
+    if others:
+        skipped["other_view"] = skipped.get("other_view", []) + [r.file_name for r in others]
+        counts = ", ".join(f"{sum(r.view == v for r in others)} {v.upper()}" for v in VIEWS if any(r.view == v for r in others))
+        log.info("%s: view %s: skipping %d video(s) of other views (%s)", index.root, view.upper(), len(others), counts)
+    if not keep:
+        raise DataError(
+            f"{index.root}: no usable video has View {view.upper()} (FileList's View column; blank or absent = A4C); "
+            f"the videos are {', '.join(sorted({r.view.upper() for r in others})) or 'none'}"
+        )
+    return DatasetIndex(keep, index.root, skipped)
+
+
 def paired_views(index: DatasetIndex) -> list[tuple[VideoRecord, VideoRecord]]:
     """``(A4C record, A2C record)`` of every heart (FileList's ``Heart`` column) that has both in
     ``index``, in the order of the A4C records; hearts with one of the two (another split, a

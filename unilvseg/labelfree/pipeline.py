@@ -58,6 +58,7 @@ ROUND_INITS = ("previous", "scratch")
 # yet learnt the per-frame boundary (benchmarks/results/real_echo_ablation*.md).
 STAGE_CHECKPOINTS = ("best", "last")
 COMPLETE = "summary.json"  # written last in a label round folder
+VIEW_NAMES = {"a4c": "apical 4-chamber", "a2c": "apical 2-chamber", "sax": "parasternal short-axis"}
 STAGE_DONE = "stage.json"  # written last in a stage folder
 
 
@@ -137,11 +138,15 @@ class PipelineConfig:
     # threshold (blood pool; see classical.snap_to_blood_pool); 0 turns the snap off.
     pool_scale: float = 1.3
     qc: QCSettings = field(default_factory=QCSettings)
-    # Structures the labels and the network cover (unilvseg.data.structures), LV first. With more
-    # than the LV, round 0 adds the four-chamber label maker's structures to the classical LV
-    # (unilvseg.labelfree.four_chamber) and later rounds take every structure from the network;
-    # quality control, the blood-pool snap and the report stay the LV's.
-    structures: list[str] = field(default_factory=lambda: ["lv"])
+    # Structures the labels and the network cover (unilvseg.data.structures), LV first; None:
+    # the view's default (unilvseg.labelfree.views: a4c lv, a2c lv/myo/la, sax lv/myo/rv). For an
+    # A4C with more than the LV, round 0 adds the four-chamber label maker's structures to the
+    # classical LV (unilvseg.labelfree.four_chamber); later rounds take every structure from the
+    # network; quality control, the blood-pool snap and the report stay the LV's.
+    structures: list[str] | None = None
+    # The echo view of the videos (FileList's View column): it picks the stage-1 label maker
+    # (unilvseg.labelfree.views); videos of other views are skipped, and counted in the log.
+    view: str = "a4c"
     # Trainer pass-through (limits make tiny CI runs possible).
     limit_train_batches: float | int | None = None
     limit_val_batches: float | int | None = None
@@ -177,9 +182,15 @@ class PipelineConfig:
             raise UserError(f"--threshold must be between 0 and 1, got {self.threshold}")
         if self.pool_scale < 0:
             raise UserError(f"--pool_scale must be >= 0 (0 = off), got {self.pool_scale}")
-        from unilvseg.tasks.weak import check_structures
+        from unilvseg.labelfree.views import LONG_AXIS_VIEWS, check_view, view_structures
 
-        self.structures = list(check_structures(self.structures))
+        self.view = check_view(self.view)
+        self.structures = list(view_structures(self.view, self.structures))
+        if self.qc.max_length_ratio > 0 and self.view not in LONG_AXIS_VIEWS:
+            raise UserError(
+                f"--qc_max_length_ratio {self.qc.max_length_ratio:g} with --view {self.view}: the rule measures the LV "
+                "along its long axis, which a short-axis view does not show; leave it at 0 (off)"
+            )
 
     def fingerprint(self) -> dict:
         """The settings that change results (data_path resolved, so the same folder matches)."""
@@ -187,6 +198,8 @@ class PipelineConfig:
         values["data_path"] = str(Path(self.data_path).resolve()) if self.data_path else None
         if values["structures"] == ["lv"]:
             del values["structures"]  # runs from before --structures (LV only) keep their fingerprint
+        if values["view"] == "a4c":
+            del values["view"]  # and runs from before --view (A4C) theirs
         return json.loads(json.dumps(values))
 
 
@@ -411,6 +424,7 @@ class LabelFreePipeline:
             size=tuple(config.size),
             # Each stage draws its own clips; all of them a function of (seed, stage, epoch, item).
             seed=config.seed + 1000 * stage_index,
+            view=config.view,
         )
 
     @property
@@ -452,6 +466,8 @@ class LabelFreePipeline:
                 if isinstance(previous.get("qc"), dict):  # nor this QC rule (off then)
                     previous["qc"].setdefault("max_length_ratio", 0.0)
                 previous.setdefault("stage_checkpoint", "best")
+                if previous.get("view") == "a4c":
+                    del previous["view"]  # the default view is left out of fingerprints (see fingerprint)
             if previous != fingerprint:
                 changed = sorted(k for k in fingerprint if previous is None or previous.get(k) != fingerprint[k])
                 raise UserError(
@@ -524,7 +540,8 @@ class LabelFreePipeline:
         keeps only pixels the image shows as blood (``pool_scale``), then gets the classical
         labels' anatomical clean-up (one LV-like blob, closed, holes filled); QC follows. The
         label map is the network's, with the refined LV in place of its raw LV (LV-only: the
-        refined LV itself)."""
+        refined LV itself). The "LV-like blob" is chosen by the apical views' position priors for
+        a4c and a2c, and as the largest blob for sax (a short-axis LV is not where an apical one is)."""
         from unilvseg.labelfree.classical import detect_sector, gray_stack, refine_mask, snap_to_blood_pool
 
         gray = gray_stack(frames)
@@ -532,7 +549,10 @@ class LabelFreePipeline:
         predicted = segmenter(frames)
         raw = (predicted == STRUCTURES["lv"]).astype(np.uint8)
         masks = snap_to_blood_pool(raw, gray, sector, self.config.pool_scale) if self.config.pool_scale else raw
-        refined = refine_mask(masks, sector)
+        if self.config.view == "sax":
+            refined = refine_mask(masks, None) & sector.mask[None]
+        else:
+            refined = refine_mask(masks, sector)
         label_map = np.where(predicted == STRUCTURES["lv"], 0, predicted).astype(np.uint8)
         label_map[refined > 0] = STRUCTURES["lv"]
         return raw, refined, sector, label_map
@@ -556,14 +576,9 @@ class LabelFreePipeline:
                 failed[record.file_name] = str(error)
                 continue
             if segmenter is None:
-                masks, sector = classical_masks(frames)
-                label_map = masks
-                if len(self.config.structures) > 1:
-                    from unilvseg.labelfree.four_chamber import four_chamber_labels
+                from unilvseg.labelfree.views import view_label_map
 
-                    label_map, _ = four_chamber_labels(frames, lv_masks=masks, sector=sector)
-                    keep = np.isin(label_map, [STRUCTURES[s] for s in self.config.structures])
-                    label_map = np.where(keep, label_map, 0).astype(np.uint8)
+                masks, sector, label_map = view_label_map(frames, self.config.view, self.config.structures)
             else:
                 _, masks, sector, label_map = self.network_labels(frames, segmenter)
             qc = self.config.qc.check(masks, sector)
@@ -593,7 +608,8 @@ class LabelFreePipeline:
         if train_passed == 0:
             raise NoPseudoLabels(
                 f"label round {round_index}: no training frame passed quality control (see {label_dir / 'qc.csv'}); "
-                "nothing to train on. Check the videos are apical 4-chamber views or loosen the --qc_* thresholds"
+                f"nothing to train on. Check the videos are {VIEW_NAMES[self.config.view]} views (--view) or loosen "
+                "the --qc_* thresholds"
             )
         write_json(summary, label_dir / COMPLETE)  # last: marks the round complete
         log.info(
@@ -690,7 +706,9 @@ class LabelFreePipeline:
                 log.warning("evaluation %s: skipping %s (%s)", stage, record.file_name, error)
                 continue
             if segmenter is None:
-                masks, sector = classical_masks(frames)
+                from unilvseg.labelfree.views import view_lv_masks
+
+                masks, sector = view_lv_masks(frames, self.config.view)
                 refined = masks
             else:
                 masks, refined, sector, _ = self.network_labels(frames, segmenter)
