@@ -146,6 +146,22 @@ class HeartParams:
     ellipticity: float = 1.0
 
 
+#: Per-recording appearance (gain, attenuation, dropout, breathing drift, speckle): drawn for
+#: each heart's A4C and again for each other view of it, in this order.
+APPEARANCE_RANGES = {
+    "attenuation_px": (90.0, 220.0),
+    "gain": (1.2, 1.7),
+    "gamma": (0.8, 1.1),
+    "wall_brightness": (0.4, 0.6),
+    "lateral_dropout": (0.0, 0.6),
+    "dropout_at": (0.3, 0.8),
+    "wobble_amplitude": (0.0, 1.0),
+    "wobble_period": (120.0, 250.0),
+    "wobble_phase": (0.0, 2 * np.pi),
+    "speckle_static": (0.2, 0.5),
+}
+
+
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
@@ -215,9 +231,9 @@ def _sample_params(rng: np.random.Generator, n_frames: int) -> HeartParams:
         fan_y=fan_y,
         fan_half_angle=np.deg2rad(_uniform(rng, 35.5, 39.5)),
         fan_radius=_uniform(rng, 108.0, 125.0),
-        attenuation_px=_uniform(rng, 90.0, 220.0),
-        gain=_uniform(rng, 1.2, 1.7),
-        gamma=_uniform(rng, 0.8, 1.1),
+        attenuation_px=_uniform(rng, *APPEARANCE_RANGES["attenuation_px"]),
+        gain=_uniform(rng, *APPEARANCE_RANGES["gain"]),
+        gamma=_uniform(rng, *APPEARANCE_RANGES["gamma"]),
         apex_x=float(apex_x),
         apex_y=float(apex_y),
         axis_angle=float(axis_angle),
@@ -233,13 +249,13 @@ def _sample_params(rng: np.random.Generator, n_frames: int) -> HeartParams:
         rv_start=_uniform(rng, 0.18, 0.32),
         atrium_length=length * _uniform(rng, 0.3, 0.4),
         atrium_width=half_width * _uniform(rng, 0.75, 0.9),
-        wall_brightness=_uniform(rng, 0.4, 0.6),
-        lateral_dropout=_uniform(rng, 0.0, 0.6),
-        dropout_at=_uniform(rng, 0.3, 0.8),
-        wobble_amplitude=_uniform(rng, 0.0, 1.0),
-        wobble_period=_uniform(rng, 120.0, 250.0),
-        wobble_phase=_uniform(rng, 0.0, 2 * np.pi),
-        speckle_static=_uniform(rng, 0.2, 0.5),
+        wall_brightness=_uniform(rng, *APPEARANCE_RANGES["wall_brightness"]),
+        lateral_dropout=_uniform(rng, *APPEARANCE_RANGES["lateral_dropout"]),
+        dropout_at=_uniform(rng, *APPEARANCE_RANGES["dropout_at"]),
+        wobble_amplitude=_uniform(rng, *APPEARANCE_RANGES["wobble_amplitude"]),
+        wobble_period=_uniform(rng, *APPEARANCE_RANGES["wobble_period"]),
+        wobble_phase=_uniform(rng, *APPEARANCE_RANGES["wobble_phase"]),
+        speckle_static=_uniform(rng, *APPEARANCE_RANGES["speckle_static"]),
     )
 
 
@@ -678,18 +694,7 @@ def _view_params(p: HeartParams, view: str, rng: np.random.Generator) -> HeartPa
     of the fan's axis so that the RV fits on the left, deep enough to clear the near field and
     shallow enough to keep the whole LV in the frame; ``axis_angle`` turns the section.
     """
-    appearance = dict(
-        attenuation_px=_uniform(rng, 90.0, 220.0),
-        gain=_uniform(rng, 1.2, 1.7),
-        gamma=_uniform(rng, 0.8, 1.1),
-        wall_brightness=_uniform(rng, 0.4, 0.6),
-        lateral_dropout=_uniform(rng, 0.0, 0.6),
-        dropout_at=_uniform(rng, 0.3, 0.8),
-        wobble_amplitude=_uniform(rng, 0.0, 1.0),
-        wobble_period=_uniform(rng, 120.0, 250.0),
-        wobble_phase=_uniform(rng, 0.0, 2 * np.pi),
-        speckle_static=_uniform(rng, 0.2, 0.5),
-    )
+    appearance = {name: _uniform(rng, *bounds) for name, bounds in APPEARANCE_RANGES.items()}
     if view == "a2c":
         angle = float(np.deg2rad(_uniform(rng, -8.0, 8.0)))
         return replace(

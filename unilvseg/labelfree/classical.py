@@ -324,7 +324,9 @@ def otsu_thresholds(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _component_table(labels: np.ndarray, count: int, distance: np.ndarray, angle: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-component statistics of a labelled (T, H, W) stack (index 0 = background).
+    """Per-component statistics of a labelled (T, H, W) stack (index 0 = background): area,
+    frame, centroid ``x``/``y``, mean ``distance`` and ``angle`` from the fan apex, the ``near``est
+    pixel's distance, ``elongation`` and ellipse ``fill``.
 
     Only foreground pixels are visited; every statistic is one ``bincount``.
     """
@@ -356,10 +358,15 @@ def _component_table(labels: np.ndarray, count: int, distance: np.ndarray, angle
     return {
         "area": area,
         "frame": frame,
+        "x": mean_x,
+        "y": mean_y,
         "distance": total(pixel_distance) / safe,
         "angle": total(angle.ravel()[pixel]) / safe,
         "near": near,
         "elongation": np.sqrt(major / minor),
+        # Area over that of the ellipse with the same second moments: 1 for a filled ellipse,
+        # well below for a crescent (the SAX label maker's cavity test).
+        "fill": area / (4 * math.pi * np.sqrt(np.maximum(det, 1e-6))),
     }
 
 

@@ -49,6 +49,7 @@ from unilvseg.labelfree.classical import (
     SectorGeometry,
     WeakLabelParams,
     _best_per_frame,
+    _component_table,
     _convex_hulls,
     _disk,
     _median_of_three,
@@ -121,45 +122,6 @@ def normalised_image(gray: np.ndarray, sector: SectorGeometry, params: WeakLabel
     return smooth.astype(np.float32, copy=False)
 
 
-def _component_stats(labels: np.ndarray, count: int, distance: np.ndarray, angle: np.ndarray) -> dict[str, np.ndarray]:
-    """Per component of a labelled (T, H, W) stack: area, frame, centroid (x, y), angle and
-    distance from the apex (of the centroid), elongation and ellipse fill (area over that of the
-    ellipse with the same second moments: 1 for a filled ellipse, well below for a crescent)."""
-    frames, height, width = labels.shape
-    flat = labels.ravel()
-    foreground = np.flatnonzero(flat)
-    label = flat[foreground]
-    pixel = foreground % (height * width)
-    ys, xs = (pixel // width).astype(np.float64), (pixel % width).astype(np.float64)
-    n = count + 1
-
-    def total(weights):
-        return np.bincount(label, weights=weights, minlength=n)
-
-    area = np.bincount(label, minlength=n).astype(np.float64)
-    safe = np.maximum(area, 1)
-    mean_x, mean_y = total(xs) / safe, total(ys) / safe
-    cov_xx = total(xs * xs) / safe - mean_x**2 + 1 / 12
-    cov_yy = total(ys * ys) / safe - mean_y**2 + 1 / 12
-    cov_xy = total(xs * ys) / safe - mean_x * mean_y
-    det = np.maximum(cov_xx * cov_yy - cov_xy**2, 1e-6)
-    half_trace = 0.5 * (cov_xx + cov_yy)
-    root = np.sqrt(np.maximum(half_trace**2 - det, 0))
-    elongation = np.sqrt((half_trace + root) / np.maximum(half_trace - root, 1e-3))
-    frame = np.zeros(n, dtype=np.int64)
-    frame[label] = foreground // (height * width)
-    return {
-        "area": area,
-        "frame": frame,
-        "x": mean_x,
-        "y": mean_y,
-        "distance": total(distance.ravel()[pixel]) / safe,
-        "angle": total(angle.ravel()[pixel]) / safe,
-        "elongation": elongation,
-        "fill": area / (4 * math.pi * np.sqrt(det)),
-    }
-
-
 def _dilate_labels(labels: np.ndarray, radius: int) -> np.ndarray:
     """Per-frame grey dilation of a (T, H, W) label stack by a disk (the largest label nearby),
     frames tiled as in :func:`~unilvseg.labelfree.classical._stack_morphology` (one OpenCV call)."""
@@ -192,7 +154,7 @@ def sax_lv_pool(gray: np.ndarray, sector: SectorGeometry, params: ShortAxisParam
     cores = _stack_morphology(filled, params.core_radius, "erode", 0) if params.core_radius > 0 else filled
     labels, count = ndimage.label(cores, structure=_PLANE8)
     distance, angle = sector.polar()
-    stats = _component_stats(labels, count, distance, angle)
+    stats = _component_table(labels, count, distance, angle)
     area_frac = stats["area"] / max(sector.area, 1)
     enclosed = _enclosure(labels, count, filled, normalised_image(gray, sector, lv_params), sector, params.core_radius + 3)
     score = (
