@@ -63,7 +63,7 @@ def _masks_folder(args) -> tuple[Path, str]:
 def score_videos(data_path, masks_dir: Path, split: str, rules) -> tuple[pd.DataFrame, dict]:
     """One row per (video, rule): reference EF, EF from the masks and what the rule did."""
     from unilvseg.data.index import load_index
-    from unilvseg.evaluation.evaluate import _load_npz_masks
+    from unilvseg.evaluation.traced import load_npz_masks as _load_npz_masks
     from unilvseg.evaluation.volumes import volumes_by_rule
 
     index = load_index(data_path, split=split, require_tracings=False)

@@ -4,6 +4,7 @@ without truth label maps.
 
     python -m benchmarks.labelfree_chambers                  # 80-video phantom, 30 % pathologies
     python -m benchmarks.labelfree_chambers --smoke          # tiny settings (the CI test)
+    python -m benchmarks.labelfree_chambers --views a2c a4c sax   # the same hearts in three views, and biplane volumes
     python -m benchmarks.labelfree_chambers --data_path ../shared/data/echonet-real   # real echo
 
 Real echo (``--data_path``): scheme a of ``benchmarks.real_echo`` with ``--structures
@@ -25,6 +26,19 @@ intervals), at the phantom's pixel spacing; flags that need a body-surface area 
 Outputs (``<results_dir>/labelfree_chambers-phantom.{md,csv}``, ``-measurements.csv``,
 ``-flags.csv``) name the commit and the command. Stage folders under ``--run_dir`` are reused when
 the same command runs again.
+
+Views (``--views``, default ``a4c``: all of the above, unchanged): one phantom recording every heart
+in each requested view (``generate_phantom(..., views=...)``, docs/views.md). Per view,
+``train_labelfree.py --view <view>`` (A4C with ``--structures lv,myo,la,rv,ra`` as above, A2C and
+SAX with their view's structures), ``predict.py --view <view>`` on the TEST hearts and
+``evaluate_bootstrap.py --view <view>`` (Dice of every structure of that view; SAX has no tracing,
+so every frame only), each in its own stage folders (``<run_dir>/<view>/``; the A4C's are the
+ones above). With A4C and A2C, the two views' predictions of the TEST hearts go into one folder,
+where predict.py's biplane writer writes ``biplane.csv`` (unilvseg.evaluation.biplane): biplane and
+single-plane A4C EDV, ESV and EF of each heart against the FileList truth (the 3D body's exact
+volume), and paired over hearts, whether biplane is closer. Outputs:
+``labelfree_chambers-phantom-views.md``, ``-views-dice.csv``, ``-views-biplane.csv``; the A4C
+tables above are written as well when A4C is among the views.
 """
 
 from __future__ import annotations
@@ -42,6 +56,11 @@ from benchmarks.common import git_commit, load_average, portable_command, portab
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STRUCTURES_FLAG = "lv,myo,la,rv,ra"
+VIEWS = ("a4c", "a2c", "sax")  # unilvseg.data.phantom.VIEWS: the order files and tables use
+#: Issue 24's targets for the every-frame Dice of the TEST hearts (a benchmark's, not a test's).
+DICE_TARGETS = {("a2c", "lv"): 0.90, ("a2c", "la"): 0.85, ("sax", "lv"): 0.90, ("sax", "myo"): 0.75, ("sax", "rv"): 0.80}
+#: Biplane EF within this many points of the truth on every TEST heart (issue 24's target).
+BIPLANE_EF_TARGET = 3.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, nargs=2, default=[64, 64])
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--smoke", action="store_true", help="12 hearts, one epoch, 32x32 (a test of the plumbing)")
+    parser.add_argument("--views", nargs="+", choices=VIEWS, default=["a4c"],
+                        help="views each heart is recorded in (default a4c: the four-chamber tables only); with others, "
+                        "one label-free network per view, the Dice of each view's structures and, with a4c and a2c, biplane "
+                        "volumes against the 3D truth (labelfree_chambers-phantom-views.md)")
     parser.add_argument("--run_dir", type=Path, default=Path("runs/labelfree_chambers"))
     parser.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
     real = parser.add_argument_group("real echo (--data_path)")
@@ -177,55 +200,248 @@ def markdown(dice: dict, measures: pd.DataFrame, flags: pd.DataFrame, meta: dict
     return "\n".join(lines) + "\n"
 
 
-def run(args) -> int:
+def view_stages(args, work: Path, data: Path, phantom_settings: dict, view: str, multi: bool) -> tuple[Path, Path]:
+    """``train_labelfree.py``, ``predict.py`` on TEST and ``evaluate_bootstrap.py`` for one view, each
+    a reused stage; returns (prediction folder, evaluation folder). The A4C-only run's flags and
+    folders are exactly those it always had; in a multi-view phantom each view is predicted and
+    scored on its own videos only (``--view``)."""
     from unilvseg.cli.evaluate import main as evaluate_main
     from unilvseg.cli.labelfree import main as labelfree_main
     from unilvseg.cli.predict import main as predict_main
+
+    folder = work if view == "a4c" else work / view
+    structures = ["--structures", STRUCTURES_FLAG] if view == "a4c" else ["--view", view]
+    flags = ["--data_path", str(data), *structures, "--rounds", str(args.rounds), "--early_epochs", str(args.early_epochs),
+             "--round_epochs", str(args.round_epochs), "--size", *map(str, args.size), "--seed", str(args.seed),
+             "--run_dir", str(folder / "labelfree"), "--progress_bar", "false"]
+    if args.smoke:
+        flags += ["--limit_train_batches", "2", "--limit_val_batches", "2"]
+    _stage(folder / "labelfree_stage", {"flags": flags, **phantom_settings}, lambda: labelfree_main(flags))
+    only = ["--view", view] if multi else []
+    predictions = folder / "predictions"
+    predict_flags = ["--checkpoint", str(folder / "labelfree" / "checkpoints" / "final.ckpt"), "--data_path", str(data), "--split", "test",
+                     "--save_dir", str(predictions), "--device", "cpu", "--overwrite", *only]
+    _stage(folder / "predict_stage", {"flags": predict_flags, **phantom_settings}, lambda: predict_main(predict_flags))
+    evaluation = folder / "evaluation"
+    _stage(folder / "evaluate_stage", {"samples": args.samples, **phantom_settings, **({"view": view} if multi else {})},
+           lambda: evaluate_main(["--data_dir", str(data), "--prediction_dir", str(predictions), "--output_dir", str(evaluation),
+                                  "--split", "test", "--samples", str(args.samples), "--seed", "0", *only]))
+    return predictions, evaluation
+
+
+def run_meta(args, started: float, load, **extra) -> dict:
+    commit = git_commit()
+    return {
+        "command": portable_command("benchmarks.labelfree_chambers", list(sys.argv[1:] if args.argv is None else args.argv)),
+        "commit": f"{commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else ""),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "minutes": (time.perf_counter() - started) / 60, "load": load,
+        "videos": args.videos, "phantom_seed": args.phantom_seed, "pathologies": args.pathologies, "seed": args.seed, **extra,
+    }
+
+
+def run(args) -> int:
     from unilvseg.data.phantom import MM_PER_PIXEL, generate_phantom
     from unilvseg.io import write_csv, write_text
 
     started, load = time.perf_counter(), load_average()
     if args.smoke:
         args.videos, args.early_epochs, args.round_epochs, args.rounds, args.size, args.samples = 12, 1, 1, 0, [32, 32], 100
+    views = [view for view in VIEWS if view in args.views]
+    multi = views != ["a4c"]  # the A4C-only run is the one this benchmark always ran, to the byte
     work = args.run_dir
     data = work / "data"
     phantom_settings = {"videos": args.videos, "seed": args.phantom_seed, "pathologies": args.pathologies}
+    if multi:
+        phantom_settings["views"] = views
     _stage(work / "phantom_stage", phantom_settings,
            lambda: generate_phantom(data, videos=args.videos, seed=args.phantom_seed, min_frames=60, max_frames=120,
-                                    pathologies=args.pathologies, overwrite=True) and 0)
-    flags = ["--data_path", str(data), "--structures", STRUCTURES_FLAG, "--rounds", str(args.rounds), "--early_epochs", str(args.early_epochs),
-             "--round_epochs", str(args.round_epochs), "--size", *map(str, args.size), "--seed", str(args.seed),
-             "--run_dir", str(work / "labelfree"), "--progress_bar", "false"]
-    if args.smoke:
-        flags += ["--limit_train_batches", "2", "--limit_val_batches", "2"]
-    _stage(work / "labelfree_stage", {"flags": flags, **phantom_settings}, lambda: labelfree_main(flags))
-    predictions = work / "predictions"
-    predict_flags = ["--checkpoint", str(work / "labelfree" / "checkpoints" / "final.ckpt"), "--data_path", str(data), "--split", "test",
-                     "--save_dir", str(predictions), "--device", "cpu", "--overwrite"]
-    _stage(work / "predict_stage", {"flags": predict_flags, **phantom_settings}, lambda: predict_main(predict_flags))
-    evaluation = work / "evaluation"
-    _stage(work / "evaluate_stage", {"samples": args.samples, **phantom_settings},
-           lambda: evaluate_main(["--data_dir", str(data), "--prediction_dir", str(predictions), "--output_dir", str(evaluation),
-                                  "--split", "test", "--samples", str(args.samples), "--seed", "0"]))
-    dice = json.loads((evaluation / "summary.json").read_text())["structures"]["dice"]
-    names = sorted(pd.read_csv(data / "FileList.csv", dtype={"FileName": str}).query("Split == 'TEST'")["FileName"])
-    table = measurements_table(data, predictions, names, MM_PER_PIXEL)
-    measures, flag_table = agreement_tables(table, args.samples, 0)
-    commit = git_commit()
-    meta = {
-        "command": portable_command("benchmarks.labelfree_chambers", list(sys.argv[1:] if args.argv is None else args.argv)),
-        "commit": f"{commit['commit']}" + (" (with uncommitted changes)" if commit["dirty"] else ""),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "minutes": (time.perf_counter() - started) / 60, "load": load,
-        "videos": args.videos, "phantom_seed": args.phantom_seed, "pathologies": args.pathologies, "test": len(table), "seed": args.seed,
-    }
+                                    pathologies=args.pathologies, overwrite=True, **({"views": tuple(views)} if multi else {})) and 0)
     stem = args.results_dir / ("labelfree_chambers-phantom" + ("-smoke" if args.smoke else ""))
-    write_csv(table, stem.parent / f"{stem.name}-videos.csv", float_format="%.4f")
-    write_csv(measures, stem.parent / f"{stem.name}-measurements.csv", float_format="%.4f")
-    write_csv(flag_table, stem.parent / f"{stem.name}-flags.csv", float_format="%.4f")
-    text = markdown(dice, measures, flag_table, meta)
-    write_text(text, stem.with_suffix(".md"))
+    folders = {view: view_stages(args, work, data, phantom_settings, view, multi) for view in views}
+    test = pd.read_csv(data / "FileList.csv", dtype={"FileName": str}).query("Split == 'TEST'")
+    if "a4c" in folders:
+        predictions, evaluation = folders["a4c"]
+        dice = json.loads((evaluation / "summary.json").read_text())["structures"]["dice"]
+        names = sorted(test["FileName"] if "View" not in test.columns else test.loc[test["View"] == "A4C", "FileName"])
+        table = measurements_table(data, predictions, names, MM_PER_PIXEL)
+        measures, flag_table = agreement_tables(table, args.samples, 0)
+        meta = run_meta(args, started, load, test=len(table))
+        write_csv(table, stem.parent / f"{stem.name}-videos.csv", float_format="%.4f")
+        write_csv(measures, stem.parent / f"{stem.name}-measurements.csv", float_format="%.4f")
+        write_csv(flag_table, stem.parent / f"{stem.name}-flags.csv", float_format="%.4f")
+        text = markdown(dice, measures, flag_table, meta)
+        write_text(text, stem.with_suffix(".md"))
+        print(text)
+    if not multi:
+        return 0
+    dice_table = views_dice_table({view: evaluation for view, (_, evaluation) in folders.items()})
+    hearts, agreement = None, None
+    if "a4c" in folders and "a2c" in folders:
+        hearts = biplane_hearts(data, folders["a4c"][0], folders["a2c"][0], work / "biplane")
+        agreement = biplane_agreement(hearts, args.samples, 0)
+    meta = run_meta(args, started, load, views=views, test=int(test["Heart"].nunique()))
+    write_csv(dice_table, stem.parent / f"{stem.name}-views-dice.csv", float_format="%.4f")
+    if hearts is not None:
+        write_csv(hearts, stem.parent / f"{stem.name}-views-biplane.csv", float_format="%.4f")
+    text = markdown_views(dice_table, hearts, agreement, meta, f"{stem.name}-views")
+    write_text(text, stem.parent / f"{stem.name}-views.md")
     print(text)
     return 0
+
+
+def views_dice_table(evaluations: dict[str, Path]) -> pd.DataFrame:
+    """One row per (view, structure): evaluate_bootstrap.py's Dice of every frame, ED and ES (with
+    intervals over the TEST videos of that view) and the issue's target where it sets one."""
+    rows = []
+    for view, evaluation in evaluations.items():
+        summary = json.loads((evaluation / "summary.json").read_text())
+        for structure, scores in summary.get("structures", {}).get("dice", {}).items():
+            row = {"view": view, "structure": structure}
+            for part in ("all_frames", "ed", "es"):
+                score = scores.get(part, {})
+                row[f"{part}_dice"], row[f"{part}_low"], row[f"{part}_high"] = (score.get(k, np.nan) for k in ("dice", "low", "high"))
+                row[f"{part}_videos"] = score.get("n_videos", 0)
+            target = DICE_TARGETS.get((view, structure))
+            row["target"] = np.nan if target is None else target
+            row["target_met"] = None if target is None else bool(row["all_frames_dice"] >= target)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def biplane_hearts(data: Path, a4c: Path, a2c: Path, folder: Path) -> pd.DataFrame:
+    """The A4C and A2C predictions of every TEST heart copied into ``folder``, predict.py's biplane
+    writer run there (``biplane.csv``, unilvseg.evaluation.biplane, with the spacing and ED/ES rule
+    both prediction folders were made with), and each heart's row beside the FileList truth."""
+    import shutil
+    from types import SimpleNamespace
+
+    from unilvseg.data.index import DatasetIndex, load_index, paired_views
+    from unilvseg.evaluation.predict import Layout, assemble_biplane, assemble_tables
+
+    settings = [json.loads((side / "run.json").read_text()) for side in (a4c, a2c)]
+    if any(settings[0][key] != settings[1][key] for key in ("mm_per_pixel", "ed_es_rule")):
+        raise SystemExit(f"error: {a4c} and {a2c} were predicted with other spacings or ED/ES rules; biplane needs the same")
+    index = load_index(data, split="test", require_tracings=False)
+    shutil.rmtree(folder, ignore_errors=True)
+    layout = Layout(folder)
+    for record_a4c, record_a2c in paired_views(DatasetIndex(index.records, index.root)):
+        for record, source in ((record_a4c, Layout(a4c)), (record_a2c, Layout(a2c))):
+            for path, target in ((source.masks(record.file_name), layout.masks(record.file_name)),
+                                 (source.part(record.file_name), layout.part(record.file_name))):
+                if path.is_file():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, target)
+    assemble_tables(layout)
+    written = assemble_biplane(layout, str(data), SimpleNamespace(mm_per_pixel=float(settings[0]["mm_per_pixel"]),
+                                                                  ed_es_rule=settings[0]["ed_es_rule"]))
+    if written is None or not written.rows:
+        raise SystemExit(f"error: {folder}: no TEST heart has both its A4C and A2C predicted, so no biplane row")
+    table = pd.read_csv(folder / "biplane.csv", dtype={"Heart": str, "FileName_A4C": str, "FileName_A2C": str})
+    truth = {r.file_name: r for r in index.records}
+    hearts = pd.DataFrame({"Heart": table["Heart"], "FileName_A4C": table["FileName_A4C"], "FileName_A2C": table["FileName_A2C"],
+                           "Method": table["Method"]})
+    for key in ("EDV", "ESV", "EF"):
+        hearts[f"true_{key}"] = [getattr(truth[name], key.lower()) for name in table["FileName_A4C"]]
+        hearts[f"biplane_{key}"] = table[key].to_numpy(np.float64)
+        hearts[f"single_{key}"] = table[f"{key}_A4C"].to_numpy(np.float64)
+        hearts[f"biplane_error_{key}"] = hearts[f"biplane_{key}"] - hearts[f"true_{key}"]
+        hearts[f"single_error_{key}"] = hearts[f"single_{key}"] - hearts[f"true_{key}"]
+    return hearts
+
+
+def biplane_agreement(hearts: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
+    """Per measure (EDV, ESV, EF): biplane and single-plane A4C against the truth (MAE, bias with
+    intervals over hearts), and the paired per-heart |biplane − truth| − |single − truth|
+    (bootstrap over hearts: below 0 where biplane is closer)."""
+    from unilvseg.evaluation.bootstrap import bootstrap_mean
+    from unilvseg.evaluation.chambers import measurement_agreement
+
+    rows = []
+    for key, unit in (("EDV", "mL"), ("ESV", "mL"), ("EF", "%")):
+        row = {"measure": key, "unit": unit}
+        for side in ("biplane", "single"):
+            result = measurement_agreement(hearts[f"{side}_{key}"], hearts[f"true_{key}"], samples=samples, rng=np.random.default_rng(seed))
+            row.update({f"{side}_{k}": result[k] for k in ("n", "mae", "mae_low", "mae_high", "bias", "bias_low", "bias_high")})
+        paired = hearts[[f"biplane_error_{key}", f"single_error_{key}"]].dropna()
+        difference = paired[f"biplane_error_{key}"].abs() - paired[f"single_error_{key}"].abs()
+        interval = bootstrap_mean(difference.to_numpy(), samples=samples, rng=np.random.default_rng(seed))
+        row.update({"paired_n": len(paired), "paired_difference": interval.estimate, "paired_low": interval.low, "paired_high": interval.high,
+                    "max_biplane_error": float(paired[f"biplane_error_{key}"].abs().max())})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_views(dice: pd.DataFrame, hearts: pd.DataFrame | None, agreement: pd.DataFrame | None, meta: dict, name: str) -> str:
+    f = lambda v, d=3: "–" if v is None or not np.isfinite(v) else f"{v:.{d}f}"  # noqa: E731
+    names = ", ".join(view.upper() for view in meta["views"])
+    lines = [
+        f"# Label-free segmentation in several views on the phantom ({names})",
+        "",
+        f"Command: `{meta['command']}` at commit {meta['commit']}; {meta['date']}, {meta['minutes']:.1f} min, load {meta['load']}.",
+        f"Phantom: {meta['videos']} hearts (seed {meta['phantom_seed']}), {meta['pathologies']:.0%} with a pathology, each recorded in "
+        f"{names} from one 3D left ventricle; scored on the {meta['test']} TEST hearts, never trained on; one training seed "
+        f"({meta['seed']}) per view. Per view: `train_labelfree.py --view <view>` (A4C with `--structures {STRUCTURES_FLAG}`, A2C and "
+        "SAX with their view's structures), `predict.py --view <view>` and `evaluate_bootstrap.py --view <view>` on the TEST hearts. "
+        "No tracing or reference mask was read for training.",
+        "",
+        "## Dice of every structure per view (TEST hearts; 95 % bootstrap intervals over videos)",
+        "",
+        "SAX videos have no tracing, so no ED or ES frame: every frame only. Targets are issue 24's, on the every-frame Dice "
+        "(a benchmark's targets, not a test's).",
+        "",
+        "| view | structure | every frame | ED | ES | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in dice.to_dict("records"):
+        cells = [f"{f(r[f'{p}_dice'])} ({f(r[f'{p}_low'])}–{f(r[f'{p}_high'])})" if np.isfinite(r[f"{p}_dice"]) else "–"
+                 for p in ("all_frames", "ed", "es")]
+        target = "–" if r["target_met"] is None else f"≥ {r['target']:.2f}: " + ("met" if r["target_met"] else "**not met**")
+        lines.append(f"| {r['view'].upper()} | {r['structure']} | " + " | ".join(cells) + f" | {target} |")
+    lines.append("")
+    if hearts is None:
+        lines += ["No biplane volumes: they need both A4C and A2C among `--views`.", ""]
+        return "\n".join(lines)
+    lines += [
+        "## Biplane LV volumes against the 3D truth (TEST hearts)",
+        "",
+        "predict.py's biplane writer (`unilvseg.evaluation.biplane`, its `--ed_es_rule` and spacing) on one folder holding the A4C "
+        "and A2C predictions of the TEST hearts (`biplane.csv`). Truth: FileList's EF, EDV and ESV, the exact volume of the "
+        "phantom's 3D LV. Single-plane: the A4C video's own volumes (volumes.csv). Error = prediction − truth.",
+        "",
+        "| heart | method | EF truth | EF biplane (error) | EF A4C (error) | EDV truth | EDV biplane (error) | EDV A4C (error) | "
+        "ESV truth | ESV biplane (error) | ESV A4C (error) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in hearts.to_dict("records"):
+        cells = []
+        for key, d in (("EF", 2), ("EDV", 1), ("ESV", 1)):
+            cells += [f(r[f"true_{key}"], d), f"{f(r[f'biplane_{key}'], d)} ({r[f'biplane_error_{key}']:+.{d}f})",
+                      f"{f(r[f'single_{key}'], d)} ({r[f'single_error_{key}']:+.{d}f})"]
+        lines.append(f"| {r['Heart']} | {r['Method']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| measure | hearts | biplane MAE (95 % CI) | biplane bias | A4C MAE (95 % CI) | A4C bias | paired \\|biplane − truth\\| − "
+        "\\|A4C − truth\\| (95 % CI) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in agreement.to_dict("records"):
+        lines.append(f"| {r['measure']} ({r['unit']}) | {r['paired_n']} | {f(r['biplane_mae'], 2)} ({f(r['biplane_mae_low'], 2)}–"
+                     f"{f(r['biplane_mae_high'], 2)}) | {r['biplane_bias']:+.2f} | {f(r['single_mae'], 2)} ({f(r['single_mae_low'], 2)}–"
+                     f"{f(r['single_mae_high'], 2)}) | {r['single_bias']:+.2f} | {r['paired_difference']:+.2f} ({r['paired_low']:+.2f} to "
+                     f"{r['paired_high']:+.2f}) |")
+    by = agreement.set_index("measure")
+    ef_error = by.loc["EF", "max_biplane_error"]
+    lines += ["", "Targets (issue 24):", "",
+              f"* biplane EF within {BIPLANE_EF_TARGET:.0f} points of the truth on every heart: largest error {f(ef_error, 2)} points "
+              f"over {int(by.loc['EF', 'paired_n'])} hearts: " + ("met" if ef_error <= BIPLANE_EF_TARGET else "**not met**") + ";"]
+    for key in ("EDV", "ESV"):
+        high = by.loc[key, "paired_high"]
+        verdict = "met (interval below 0)" if high < 0 else ("**not met** (interval above 0)" if by.loc[key, "paired_low"] > 0 else
+                                                              "**not shown** (interval includes 0)")
+        lines.append(f"* biplane {key} closer to the truth than single-plane A4C, paired over hearts: {verdict};")
+    lines[-1] = lines[-1][:-1] + "."
+    lines += ["", f"Per heart: `{name}-biplane.csv`; every Dice with its interval: `{name}-dice.csv`.", ""]
+    return "\n".join(lines)
 
 
 #: Outline colour of each structure in the overlays (RGB).

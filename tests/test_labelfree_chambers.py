@@ -29,6 +29,69 @@ def test_smoke_writes_structure_measurement_and_flag_tables(tmp_path):
     stamp = final.stat().st_mtime_ns
     assert main(["--smoke", "--run_dir", str(tmp_path / "run"), "--results_dir", str(results)]) == 0
     assert final.stat().st_mtime_ns == stamp
+    # A4C only (the default): no views table, and the phantom has no View column.
+    assert not list(results.glob("*views*"))
+    assert "View" not in pd.read_csv(tmp_path / "run" / "data" / "FileList.csv", nrows=0).columns
+
+
+@pytest.mark.slow
+def test_smoke_views_writes_each_views_dice_and_biplane_volumes_of_every_test_heart(tmp_path):
+    """--views a2c a4c sax: a Dice row for each view's structures, and one biplane row per TEST
+    heart whose EF is biplane_volumes of the two stored predicted mask videos (read back here)."""
+    import numpy as np
+
+    from benchmarks.labelfree_chambers import main
+    from unilvseg.evaluation.volumes import biplane_volumes
+
+    results, run = tmp_path / "results", tmp_path / "run"
+    argv = ["--smoke", "--views", "a2c", "a4c", "sax", "--run_dir", str(run), "--results_dir", str(results)]
+    assert main(argv) == 0
+    stem = "labelfree_chambers-phantom-smoke"
+    text = (results / f"{stem}-views.md").read_text()
+    expected = {"A4C": list(STRUCTURES), "A2C": ["lv", "myo", "la"], "SAX": ["lv", "myo", "rv"]}
+    for view, structures in expected.items():
+        for name in structures:
+            assert f"| {view} | {name} |" in text
+    dice = pd.read_csv(results / f"{stem}-views-dice.csv")
+    assert sorted(zip(dice["view"], dice["structure"])) == sorted((v.lower(), s) for v, names in expected.items() for s in names)
+    # SAX has no tracing: every frame only.
+    sax = dice[dice["view"] == "sax"]
+    assert sax["ed_dice"].isna().all() and sax["all_frames_dice"].notna().all()
+    assert "≥ 0.90" in text and "≥ 0.85" in text and "≥ 0.75" in text and "≥ 0.80" in text
+    # The A4C tables of the default run are written too.
+    assert (results / f"{stem}.md").is_file() and (results / f"{stem}-flags.csv").is_file()
+
+    filelist = pd.read_csv(run / "data" / "FileList.csv", dtype={"FileName": str, "Heart": str})
+    test_hearts = sorted(filelist.loc[(filelist["Split"] == "TEST") & (filelist["View"] == "A4C"), "Heart"])
+    assert test_hearts
+    hearts = pd.read_csv(results / f"{stem}-views-biplane.csv", dtype={"Heart": str, "FileName_A4C": str, "FileName_A2C": str})
+    assert sorted(hearts["Heart"]) == test_hearts
+    section = text.split("## Biplane")[1]
+    truth = filelist.set_index("FileName")
+    for row in hearts.itertuples():
+        with np.load(run / "predictions" / "masks" / f"{row.FileName_A4C}.npz") as a4c, \
+                np.load(run / "a2c" / "predictions" / "masks" / f"{row.FileName_A2C}.npz") as a2c:
+            # predict.py's defaults (beats rule, 1.4 mm per pixel) and FileList's FPS of each video.
+            result = biplane_volumes(a4c["masks"], a2c["masks"], rule="beats", fps_a4c=truth.loc[row.FileName_A4C, "FPS"],
+                                     fps_a2c=truth.loc[row.FileName_A2C, "FPS"], mm_per_pixel=1.4)
+        np.testing.assert_allclose([row.biplane_EF, row.biplane_EDV, row.biplane_ESV], [result["ef"], result["edv"], result["esv"]],
+                                   atol=1e-3)
+        true_ef = truth.loc[row.Heart, "EF"]
+        assert row.true_EF == pytest.approx(true_ef, abs=1e-4) and row.true_EDV == pytest.approx(truth.loc[row.Heart, "EDV"], abs=1e-4)
+        # The heart's row of the table: EF truth, biplane EF (error) as printed, 2 decimals.
+        cells = [cell.strip() for cell in section.split(f"\n| {row.Heart} |")[1].split("\n")[0].split("|")]
+        assert cells[0] == result["method"]
+        printed_ef, printed_error = cells[2].rstrip(")").split(" (")
+        np.testing.assert_allclose([float(cells[1]), float(printed_ef), float(printed_error)],
+                                   [true_ef, result["ef"], result["ef"] - true_ef], atol=0.0051)
+    assert section.count("\n| 0X") == len(test_hearts)
+    assert "paired" in section and "biplane EF within 3 points" in section
+    # Every stage is reused by the same command (no view's checkpoint is written again).
+    finals = [run / "labelfree" / "checkpoints" / "final.ckpt", run / "a2c" / "labelfree" / "checkpoints" / "final.ckpt",
+              run / "sax" / "labelfree" / "checkpoints" / "final.ckpt"]
+    stamps = [path.stat().st_mtime_ns for path in finals]
+    assert main(argv) == 0
+    assert [path.stat().st_mtime_ns for path in finals] == stamps
 
 
 @pytest.mark.slow

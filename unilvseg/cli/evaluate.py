@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "into OUTPUT_DIR/<folder name>/ (for --table)")
     parser.add_argument("--output_dir", required=True, help="where <split>_dice.csv, log.csv and summary.json go")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "all"], type=str.lower)
+    parser.add_argument("--view", default=None, choices=["a4c", "a2c", "sax"], type=str.lower,
+                        help="score only the videos of this view (FileList's View column; blank or absent = a4c), e.g. predict.py "
+                        "--view's folder of a multi-view phantom: every video of the view needs a prediction, untraced ones (SAX) "
+                        "are scored on their label maps and every frame only (default: every traced video)")
     parser.add_argument("--samples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     parser.add_argument("--ci", type=float, default=None, help="interval coverage, default 0.95 (percentile interval)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap's numpy Generator")
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--compare takes one folder (got {len(args.compare)}); for several seeds per method add --seeds")
         if args.seeds and not args.compare:
             raise UserError("--seeds needs --compare with the other method's folders (one per seed)")
+        if args.seeds and args.view:
+            raise UserError("--seeds scores every traced video; drop --view")
         if args.seeds and args.reference:
             raise UserError("--seeds uses the video convention; drop --reference")
 
@@ -110,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 plots=args.plots,
                 allow_missing=args.allow_missing,
                 compare=None if args.seeds or not args.compare else args.compare[0],
+                view=args.view,
             )
             summaries.append(summary)
             if len(args.prediction_dir) > 1:
@@ -131,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.table:
             from unilvseg.evaluation.compare import paper_table
             from unilvseg.io import write_text
+
+            if any("overall" not in s for s in summaries):
+                raise UserError(f"--table lists the traced-frame Dice, and no video of view {args.view.upper()} is traced")
 
             table = paper_table(summaries, [Path(d).resolve().name for d in args.prediction_dir], args.table)
             path = Path(args.output_dir) / ("table.md" if args.table == "md" else "table.tex")

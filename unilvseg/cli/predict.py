@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_argument_group("videos (one of; default: the built-in phantom)")
     source.add_argument("--data_path", help="EchoNet-Dynamic folder (FileList.csv, VolumeTracings.csv, Videos/)")
     source.add_argument("--split", default="test", help="train, val, test or all (with --data_path; default test)")
+    source.add_argument("--view", default=None, type=str.lower, choices=("a4c", "a2c", "sax"),
+                        help="with --data_path: predict only the videos of this view (FileList's View column; blank or absent = a4c), "
+                        "e.g. a view's label-free checkpoint on a multi-view phantom (default: every video)")
     source.add_argument("--external_dir", help="plain folder of videos (.avi, .mp4, .mov, .mkv), no CSVs")
     source.add_argument("--video_path", help="one video; with --save_path OUT.npz writes only that file")
     out = parser.add_argument_group("outputs")

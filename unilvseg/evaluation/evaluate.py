@@ -210,6 +210,7 @@ def evaluate_predictions(
     plots: bool = False,
     allow_missing: bool = False,
     compare: str | Path | None = None,
+    view: str | None = None,
 ) -> dict:
     """Evaluate ``prediction_dir`` against ``data_dir`` tracings, write the outputs and return the
     summary (the content of summary.json plus ``log_lines``, the lines written to log.csv).
@@ -219,8 +220,15 @@ def evaluate_predictions(
     UserError listing the videos unless ``allow_missing``, which skips and counts them.
     ``compare`` (another prediction folder) adds the paired Dice difference (this − that) under
     ``"compare"`` (see unilvseg.evaluation.compare).
+
+    ``view`` (a4c, a2c, sax; FileList's View column, blank or absent = a4c) scores only the
+    videos of that view: a view's predictions in a folder of several views. Then every video of
+    the view needs a masks file (missing ones as above), the traced-frame Dice covers its traced
+    videos, and the label-map Dice (``structures``), every-frame Dice and EF cover all of them,
+    traced or not. A view without tracings (SAX) has no traced-frame Dice (no ``overall``,
+    ``ed``, ``es`` in the summary) and no EF (the method of disks needs a long axis).
     """
-    from unilvseg.data.index import load_index
+    from unilvseg.data.index import VIEWS, load_index, only_view
 
     data_dir, prediction_dir, output_dir = Path(data_dir), Path(prediction_dir), Path(output_dir)
     ci = _check_options(samples, ci, reference)
@@ -231,51 +239,70 @@ def evaluate_predictions(
         raise UserError(f"--prediction_dir {prediction_dir}: folder does not exist (run predict.py first)")
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output_dir {output_dir}: exists and is not a folder")
-    index = load_index(data_dir, split=split, require_tracings=True)
+    if view is not None and view not in VIEWS:
+        raise UserError(f"--view {view!r}: expected one of {', '.join(VIEWS)}")
+    if view is None:
+        index = load_index(data_dir, split=split, require_tracings=True)
+        traced, untraced = index.records, []
+    else:
+        index = only_view(load_index(data_dir, split=split, require_tracings=False), view)
+        traced = [r for r in index.records if r.traced]
+        untraced = [r for r in index.records if not r.traced]
+    scope = f"traced {split} videos" if view is None else f"{split} videos of view {view.upper()}"
 
-    kept, predictions, problems = traced_predictions(index.records, prediction_dir)
+    kept, predictions, problems = traced_predictions(traced, prediction_dir)
+    # A view's untraced videos (every SAX) are scored on their label maps: each needs its masks file.
+    scored_untraced = [r for r in untraced if (prediction_dir / "masks" / f"{r.file_name}.npz").is_file()]
+    unscored = {r.file_name for r in untraced} - {r.file_name for r in scored_untraced}
+    problems.missing += [(r.file_name, f"no masks/{r.file_name}.npz") for r in untraced if r.file_name in unscored]
     if problems and not allow_missing:
         parts = []
         if problems.missing:
-            parts.append(f"{len(problems.missing)} video(s) have no prediction for a traced frame: {listing(problems.missing)}")
+            parts.append(f"{len(problems.missing)} video(s) have no prediction for a traced frame: {listing(problems.missing)}"
+                         if view is None else f"{len(problems.missing)} video(s) have no prediction: {listing(problems.missing)}")
         if problems.mismatched:
             parts.append(f"{len(problems.mismatched)} video(s) have predictions of the wrong size: {listing(problems.mismatched)}")
         raise UserError(
             f"{prediction_dir}: " + "; ".join(parts)
-            + f" (of {len(index.records)} traced {split} videos; rerun predict.py, or pass --allow_missing to skip them)"
+            + f" (of {len(index.records)} {scope}; rerun predict.py, or pass --allow_missing to skip them)"
         )
-    if not kept:
-        raise UserError(f"{prediction_dir}: none of the {len(index.records)} traced {split} videos has usable predictions")
+    if not kept and not scored_untraced:
+        raise UserError(f"{prediction_dir}: none of the {len(index.records)} {scope} has usable predictions")
+    if compare is not None and not kept:
+        raise UserError(f"--compare pairs the traced-frame Dice, and no {scope} is traced")
     for kind, items in (("missing prediction", problems.missing), ("size mismatch", problems.mismatched)):
         if items:
             log.warning("skipping %d video(s) (%s): %s", len(items), kind, listing(items))
-
-    inter, pred_sum, true_sum = traced_counts(kept, predictions)
-
-    dice_table = pd.DataFrame(
-        {
-            "FileName": [r.file_name for r in kept],
-            "DiceED": dice_from_counts(inter[:, 0], pred_sum[:, 0], true_sum[:, 0]),
-            "DiceES": dice_from_counts(inter[:, 1], pred_sum[:, 1], true_sum[:, 1]),
-            "DiceOverall": dice_from_counts(inter.sum(1), pred_sum.sum(1), true_sum.sum(1)),
-            "EDFrame": [r.ed_frame for r in kept],
-            "ESFrame": [r.es_frame for r in kept],
-            "IntersectionED": inter[:, 0],
-            "PredAreaED": pred_sum[:, 0],
-            "TrueAreaED": true_sum[:, 0],
-            "IntersectionES": inter[:, 1],
-            "PredAreaES": pred_sum[:, 1],
-            "TrueAreaES": true_sum[:, 1],
-        }
-    )
-    write_csv(dice_table, output_dir / f"{split}_dice.csv")
-
+    # Every scored video (the label maps, every frame, EF): the traced ones, and with a view its untraced ones too.
+    names = {r.file_name for r in kept + scored_untraced}
+    scored = kept if view is None else [r for r in index.records if r.file_name in names]
     rng = np.random.default_rng(seed)
-    intervals = bootstrap_dice(inter, pred_sum, true_sum, samples=samples, rng=rng, ci=ci, convention=convention)
+    dice_table, intervals = None, None
+    if kept:
+        inter, pred_sum, true_sum = traced_counts(kept, predictions)
+        dice_table = pd.DataFrame(
+            {
+                "FileName": [r.file_name for r in kept],
+                "DiceED": dice_from_counts(inter[:, 0], pred_sum[:, 0], true_sum[:, 0]),
+                "DiceES": dice_from_counts(inter[:, 1], pred_sum[:, 1], true_sum[:, 1]),
+                "DiceOverall": dice_from_counts(inter.sum(1), pred_sum.sum(1), true_sum.sum(1)),
+                "EDFrame": [r.ed_frame for r in kept],
+                "ESFrame": [r.es_frame for r in kept],
+                "IntersectionED": inter[:, 0],
+                "PredAreaED": pred_sum[:, 0],
+                "TrueAreaED": true_sum[:, 0],
+                "IntersectionES": inter[:, 1],
+                "PredAreaES": pred_sum[:, 1],
+                "TrueAreaES": true_sum[:, 1],
+            }
+        )
+        write_csv(dice_table, output_dir / f"{split}_dice.csv")
+        intervals = bootstrap_dice(inter, pred_sum, true_sum, samples=samples, rng=rng, ci=ci, convention=convention)
     quantiles = REFERENCE_QUANTILES if reference else ((1 - ci) / 2, (1 + ci) / 2)
     percentiles = [round(100 * q, 10) for q in quantiles]  # 2.5, not 2.500000000000002
     summary: dict = {
         "split": split,
+        **({} if view is None else {"view": view, "n_untraced": len(scored_untraced)}),
         "n_videos": len(kept),
         "samples": samples,
         "ci": ci,
@@ -283,24 +310,26 @@ def evaluate_predictions(
         "seed": seed,
         "convention": convention,
         "convention_description": CONVENTION_DESCRIPTIONS[convention],
-        "overall": intervals["overall"].as_dict("dice"),
-        "ed": intervals["ed"].as_dict("dice"),
-        "es": intervals["es"].as_dict("dice"),
+        **({} if intervals is None else {key: intervals[key].as_dict("dice") for key in ("overall", "ed", "es")}),
         "skipped": {"missing_prediction": len(problems.missing), "size_mismatch": len(problems.mismatched)},
         "skipped_videos": [name for name, _ in problems.missing + problems.mismatched],
         "dataset_skipped": {reason: len(names) for reason, names in index.skipped.items() if names},
     }
     label = "95% CI (5th-95th percentiles, published convention)" if reference else f"{100 * ci:g}% CI"
     lines = [
-        f"# {split}: {len(kept)} videos, {samples} bootstrap resamples, seed {seed}, intervals = {label}",
+        f"# {split}" + ("" if view is None else f" (view {view.upper()})") + f": {len(kept)} videos, {samples} bootstrap resamples, "
+        f"seed {seed}, intervals = {label}",
         f"# convention {convention}: {CONVENTION_DESCRIPTIONS[convention]}",
     ]
+    if view is not None and scored_untraced:
+        lines.append(f"# {len(scored_untraced)} untraced {view.upper()} video(s): label maps and every frame" + ("" if view == "sax" else ", EF") + " only")
     for key, name in (("overall", "overall"), ("ed", "ED"), ("es", "ES")):
-        interval = intervals[key]
-        lines.append(f"{split} dice ({name}): {interval.estimate:.4f} ({interval.low:.4f} - {interval.high:.4f})")
+        if intervals is not None:
+            interval = intervals[key]
+            lines.append(f"{split} dice ({name}): {interval.estimate:.4f} ({interval.low:.4f} - {interval.high:.4f})")
 
     ef_pairs = None
-    ef_block = _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, ci, convention, label)
+    ef_block = None if view == "sax" else _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, ci, convention, label, view)
     if ef_block is not None:
         ef_lines, ef_summary, ef_pairs = ef_block
         lines += ef_lines
@@ -314,7 +343,7 @@ def evaluate_predictions(
         if biplane_summary is not None:
             summary["ef_biplane"] = biplane_summary
 
-    all_frames = _all_frames(kept, data_dir, prediction_dir)
+    all_frames = _all_frames(scored, data_dir, prediction_dir)
     if all_frames is not None:
         block, frames_table = all_frames
         summary["all_frames"] = block
@@ -325,7 +354,7 @@ def evaluate_predictions(
             f"reference {block['ref_mean_abs_area_change']:.2f}, difference {block['area_change_difference']:+.2f}"
         )
 
-    structures = _every_structure(kept, data_dir, prediction_dir, samples, rng, ci)
+    structures = _every_structure(scored, data_dir, prediction_dir, samples, rng, ci)
     if structures is not None:
         block, structures_table = structures
         summary["structures"] = block
@@ -343,7 +372,7 @@ def evaluate_predictions(
     if plots:
         from unilvseg.evaluation.plots import dice_histograms, ef_scatter
 
-        written = [dice_histograms(dice_table, output_dir / f"{split}_dice_histogram.png", split)]
+        written = [dice_histograms(dice_table, output_dir / f"{split}_dice_histogram.png", split)] if kept else []
         if ef_pairs is not None:
             written.append(ef_scatter(*ef_pairs, output_dir / f"{split}_ef_scatter.png", split, mae=summary["ef"]["mae"]))
             written.append(_ef_bland_altman(ef_pairs, output_dir / f"{split}_ef_bland_altman.png", split))
@@ -364,8 +393,9 @@ def evaluate_predictions(
     return summary
 
 
-def _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, ci, convention, label):
-    """EF agreement on every predicted video of the split that has a FileList EF, traced or not.
+def _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, ci, convention, label, view=None):
+    """EF agreement on every predicted video of the split (of ``view`` when given) that has a
+    FileList EF, traced or not.
 
     The predicted EF is volumes.csv's (predict.py's ``--ed_es_rule``). Writes
     ``<split>_ef.csv`` (one row per video) and returns (log lines, the summary.json block, the
@@ -378,6 +408,8 @@ def _ef_every_video(data_dir, split, prediction_dir, output_dir, samples, rng, c
     if volumes is None:
         return None
     records = load_index(data_dir, split=split, require_tracings=False).records
+    if view is not None:
+        records = [r for r in records if r.view == view]
     table = pd.DataFrame(
         {
             "FileName": [r.file_name for r in records],

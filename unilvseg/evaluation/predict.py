@@ -8,6 +8,9 @@ Three ways to name the videos:
 
 * ``data_path`` (+ ``split`` test|val|train|all): an EchoNet-Dynamic folder (default: the
   built-in phantom); traced frames also get PNG masks and a ``Traced`` mark in ``size.csv``.
+  ``view`` (a4c, a2c, sax) keeps only the videos of that view (FileList's ``View`` column,
+  blank or absent = a4c; ``unilvseg.data.index.only_view``): a view's checkpoint on a folder
+  of several views predicts its own view's videos only.
 * ``external_dir``: any folder of videos, no CSVs needed.
 * ``video_path`` + ``save_path OUT.npz``: one video to one ``.npz`` (like the published
   inference script); with ``save_dir`` instead, the one video gets the full set of outputs.
@@ -74,6 +77,7 @@ class PredictOptions:
     save_path: str | None = None
     data_path: str | None = None
     split: str = "test"
+    view: str | None = None  # with data_path: only the videos of this view (a4c, a2c, sax); None = every video
     external_dir: str | None = None
     video_path: str | None = None
     overlay: bool = False
@@ -137,6 +141,13 @@ def check_options(args: PredictOptions) -> None:
         raise UserError(f"--split {args.split!r}: expected one of train, val, test, all")
     if args.split.lower() != "test" and (args.external_dir or args.video_path):
         raise UserError("--split applies to --data_path folders only")
+    if args.view is not None:
+        from unilvseg.data.index import VIEWS
+
+        if args.external_dir or args.video_path:
+            raise UserError("--view applies to --data_path folders only (it reads FileList.csv's View column)")
+        if args.view.lower() not in VIEWS:
+            raise UserError(f"--view {args.view!r}: expected one of {', '.join(VIEWS)}")
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.stride is not None and args.stride < 1:
@@ -571,7 +582,7 @@ def predict_records(records, network, settings: Settings, device, layout: Layout
 def _records(args) -> tuple[list, str, str | None]:
     """The videos to segment, a description of where they come from, and the EchoNet folder
     (None for --external_dir / --video_path)."""
-    from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index
+    from unilvseg.data.index import DatasetIndex, VideoRecord, index_video_folder, load_index, only_view
 
     if args.video_path:
         path = Path(args.video_path)
@@ -588,7 +599,10 @@ def _records(args) -> tuple[list, str, str | None]:
         data_path = phantom.default_data_path()
         log.info("no --data_path: using the built-in phantom at %s", data_path)
     index = load_index(data_path, split=args.split, require_tracings=False)
-    return index.records, f"{data_path} ({args.split})", str(data_path)
+    if args.view is None:
+        return index.records, f"{data_path} ({args.split})", str(data_path)
+    index = only_view(index, args.view.lower())
+    return index.records, f"{data_path} ({args.split}, view {args.view.upper()})", str(data_path)
 
 
 def predict_one_file(args, network, settings: Settings, device) -> int:
