@@ -99,8 +99,8 @@ class Budget:
     labelfree_rounds: int = 1
     # 36, not the earlier 12: the early network learns a clip's average shape first and the
     # per-frame (end-systolic) boundary late; at 6 / 18 / 36 epochs its median ES/ED area was
-    # 0.72 / 0.65 / 0.68 (chosen checkpoints; 0.63 at 36 epochs' last) where the labels have 0.55
-    # (benchmarks/results/real_echo_ablation*.md). Each stage hands on its last checkpoint.
+    # 0.70 / 0.65 / 0.64 (last checkpoints) where the labels have 0.55
+    # (benchmarks/results/real_echo_ablation.md). Each stage hands on its last checkpoint.
     labelfree_early_epochs: int = 36
     labelfree_round_epochs: int = 6
     labelfree_train_videos: int | None = None

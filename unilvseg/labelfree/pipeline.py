@@ -54,8 +54,8 @@ log = logging.getLogger("unilvseg")
 ROUND_INITS = ("previous", "scratch")
 # Which checkpoint a stage hands on: "best" by val pseudo-label Dice, or "last" (the end of its
 # budget). On a small val split the pseudo-label Dice of a few random clips is noise: on the
-# 228-video real-echo folder (1 VAL video) "best" picked the 4th of 12 epochs, a network that had not
-# yet learnt the per-frame boundary (benchmarks/results/real_echo_ablation*.md).
+# 228-video real-echo folder (1 VAL video) "best" once picked the 4th of 12 epochs, a network that
+# had not yet learnt the per-frame boundary (docs/real-echo.md, ablation); "last" is never early.
 STAGE_CHECKPOINTS = ("best", "last")
 COMPLETE = "summary.json"  # written last in a label round folder
 VIEW_NAMES = {"a4c": "apical 4-chamber", "a2c": "apical 2-chamber", "sax": "parasternal short-axis"}
