@@ -148,3 +148,17 @@ def write_echonet(
     columns = FILELIST_COLUMNS + [c for r in rows for c in r if c not in FILELIST_COLUMNS]
     pd.DataFrame(rows, columns=list(dict.fromkeys(columns))).to_csv(root / "FileList.csv", index=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def untrained_tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained weak-task checkpoint (3d_unet_tiny, 16-frame clips, 32x32 input, seed 3): its
+    masks vary from frame to frame, which is all a plumbing test of prediction needs."""
+    from unilvseg.tasks.weak import WeakSegmentationTask
+
+    torch.manual_seed(3)
+    task = WeakSegmentationTask(encoder="3d_unet_tiny", frames=16)
+    path = tmp_path_factory.mktemp("checkpoint") / "weak.ckpt"
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "unilvseg_task": task.task_name,
+                "unilvseg_data": {"size": [32, 32]}}, path)
+    return path

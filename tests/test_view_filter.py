@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from unilvseg.data.index import load_index
 from unilvseg.data.phantom import generate_phantom
@@ -33,16 +32,8 @@ def three_views(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """An untrained 3d_unet_tiny (16-frame clips, 32x32 input)."""
-    from unilvseg.tasks.weak import WeakSegmentationTask
-
-    torch.manual_seed(3)
-    task = WeakSegmentationTask(encoder="3d_unet_tiny", frames=16)
-    path = tmp_path_factory.mktemp("checkpoint") / "weak.ckpt"
-    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "unilvseg_task": task.task_name,
-                "unilvseg_data": {"size": [32, 32]}}, path)
-    return path
+def checkpoint(untrained_tiny_checkpoint) -> Path:
+    return untrained_tiny_checkpoint
 
 
 def names_of(root: Path, view: str) -> list[str]:
