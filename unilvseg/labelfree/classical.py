@@ -323,6 +323,17 @@ def otsu_thresholds(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return between.argmax(axis=1).astype(np.float32)
 
 
+def gray_and_sector(frames: np.ndarray, sector: SectorGeometry | None = None) -> tuple[np.ndarray, SectorGeometry]:
+    """The grey stack of ``frames`` and its fan (detected when ``sector`` is None), checked to
+    match: the start of every label maker."""
+    gray = gray_stack(frames)
+    if sector is None:
+        sector = detect_sector(gray)
+    if sector.mask.shape != gray.shape[1:]:
+        raise UserError(f"sector mask {sector.mask.shape} does not match frames {gray.shape[1:]}")
+    return gray, sector
+
+
 def _component_table(labels: np.ndarray, count: int, distance: np.ndarray, angle: np.ndarray) -> dict[str, np.ndarray]:
     """Per-component statistics of a labelled (T, H, W) stack (index 0 = background): area,
     frame, centroid ``x``/``y``, mean ``distance`` and ``angle`` from the fan apex, the ``near``est
@@ -475,11 +486,7 @@ def weak_lv_labels(frames: np.ndarray, sector: SectorGeometry | None = None, par
     (quality control rejects them).
     """
     params = params or WeakLabelParams()
-    gray = gray_stack(frames)
-    if sector is None:
-        sector = detect_sector(gray)
-    if sector.mask.shape != gray.shape[1:]:
-        raise UserError(f"sector mask {sector.mask.shape} does not match frames {gray.shape[1:]}")
+    gray, sector = gray_and_sector(frames, sector)
     distance, angle = sector.polar()
     dark, weak = dark_pools(gray, sector, params)
     septum = find_septum(gray, sector, params)

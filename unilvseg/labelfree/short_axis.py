@@ -56,8 +56,7 @@ from unilvseg.labelfree.classical import (
     _stack_morphology,
     _wide_blur,
     dark_pools,
-    detect_sector,
-    gray_stack,
+    gray_and_sector,
     otsu_thresholds,
     stack_fill_holes,
 )
@@ -219,11 +218,7 @@ def short_axis_labels(
     epicardial edge was strong)."""
     params = params or ShortAxisParams()
     lv_params = lv_params or WeakLabelParams()
-    gray = gray_stack(frames)
-    if sector is None:
-        sector = detect_sector(gray)
-    if sector.mask.shape != gray.shape[1:]:
-        raise UserError(f"sector mask {sector.mask.shape} does not match frames {gray.shape[1:]}")
+    gray, sector = gray_and_sector(frames, sector)
     count, height, width = gray.shape
     pool, dark = sax_lv_pool(gray, sector, params, lv_params)
     labels = np.zeros(gray.shape, np.uint8)
